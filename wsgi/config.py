@@ -1,0 +1,194 @@
+"""config.ini, read once at the edge into a frozen object with typed values and absolute paths.
+
+The web app, the writer and the admin tool share one file. Every problem (a missing file,
+section or key, a value of the wrong kind, an unknown key) raises ConfigError with one line
+naming the file, the section and the key, so a bad deployment stops at start-up with a
+message an operator can act on instead of failing on the first request.
+"""
+
+import configparser
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from wsgi import fplane
+
+STORE_FILENAME = "fplane.sqlite"
+
+
+class ConfigError(Exception):
+    """config.ini cannot be used; str() is one line naming the file, section and key."""
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path
+    # [General]
+    log: Path | None  # None: log to standard error
+    loglevel: int
+    station_list: Path
+    data_dir: Path
+    spool_dir: Path
+    # [Server]
+    max_body: int
+    cors_origins: tuple[str, ...]
+    # [Site]
+    timezone: ZoneInfo
+    static_rows_file: Path | None
+    static_rows: tuple[fplane.Row, ...]
+    # [Update]
+    max_age: int
+    max_future: int
+    # [Writer]
+    writer_sleep: float
+    max_attempts: int
+    # [Notify]
+    smtp_host: str
+    smtp_port: int
+    sender: str
+    recipients: tuple[str, ...]
+
+    @property
+    def store_path(self) -> Path:
+        return self.data_dir / STORE_FILENAME
+
+
+# section -> key -> default; None marks a required key. An unknown key in one of these
+# sections is an error: a typo ("datadir") must not silently fall back to a default.
+_SCHEMA = {
+    "General": {
+        "log": "",
+        "loglevel": "INFO",
+        "station_list": None,
+        "data_dir": None,
+        "spool_dir": None,
+    },
+    "Server": {"max_body": "1048576", "cors_origins": ""},
+    "Site": {"timezone": "America/Chicago", "static_rows": ""},
+    "Update": {"max_age": "21600", "max_future": "600"},
+    "Writer": {"sleep": "5", "max_attempts": "3"},
+    "Notify": {"smtp_host": "", "smtp_port": "25", "sender": "fplaneserver@localhost", "recipients": ""},
+}
+
+
+def load_config(path) -> Config:
+    path = Path(path).absolute()
+    parser = configparser.ConfigParser(interpolation=None)
+    try:
+        # read_file, not read(): read() silently skips a file it cannot open.
+        with open(path, encoding="utf-8") as f:
+            parser.read_file(f)
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read config file: {err.strerror}") from None
+    except (configparser.Error, UnicodeDecodeError) as err:
+        one_line = " ".join(str(err).split())
+        raise ConfigError(f"{path}: not a valid ini file: {one_line}") from None
+
+    values = _checked_values(parser, path)
+    reader = _Reader(path, values)
+    static_rows_file = reader.optional_path("Site", "static_rows")
+    return Config(
+        path=path,
+        log=reader.optional_path("General", "log"),
+        loglevel=reader.loglevel("General", "loglevel"),
+        station_list=reader.path("General", "station_list"),
+        data_dir=reader.path("General", "data_dir"),
+        spool_dir=reader.path("General", "spool_dir"),
+        max_body=reader.number("Server", "max_body", int, minimum=1),
+        cors_origins=reader.words("Server", "cors_origins"),
+        timezone=reader.timezone("Site", "timezone"),
+        static_rows_file=static_rows_file,
+        static_rows=reader.static_rows("Site", "static_rows", static_rows_file),
+        max_age=reader.number("Update", "max_age", int, minimum=1),
+        max_future=reader.number("Update", "max_future", int, minimum=0),
+        writer_sleep=reader.number("Writer", "sleep", float, minimum=0.01),
+        max_attempts=reader.number("Writer", "max_attempts", int, minimum=1),
+        smtp_host=values["Notify"]["smtp_host"],
+        smtp_port=reader.number("Notify", "smtp_port", int, minimum=1, maximum=65535),
+        sender=values["Notify"]["sender"],
+        recipients=reader.words("Notify", "recipients"),
+    )
+
+
+def _checked_values(parser, path) -> dict[str, dict[str, str]]:
+    """Section -> key -> stripped text, defaults filled in; raises for missing or unknown keys."""
+    values = {}
+    for section, keys in _SCHEMA.items():
+        given = dict(parser.items(section)) if parser.has_section(section) else None
+        if given is None and any(default is None for default in keys.values()):
+            raise ConfigError(f"{path}: section [{section}] is missing")
+        given = given or {}
+        unknown = sorted(set(given) - set(keys))
+        if unknown:
+            raise ConfigError(
+                f"{path}: [{section}] {unknown[0]}: unknown key (known: {', '.join(keys)})"
+            )
+        section_values = {}
+        for key, default in keys.items():
+            value = given.get(key, default)
+            value = value.strip() if value is not None else None
+            if not value and default is None:
+                raise ConfigError(f"{path}: [{section}] {key} is missing or empty")
+            section_values[key] = value
+        values[section] = section_values
+    return values
+
+
+class _Reader:
+    """Typed accessors that name the file, section and key in every error."""
+
+    def __init__(self, path: Path, values):
+        self._path = path
+        self._values = values
+
+    def _fail(self, section, key, why):
+        value = self._values[section][key]
+        raise ConfigError(f"{self._path}: [{section}] {key} = {value!r}: {why}")
+
+    def path(self, section, key) -> Path:
+        # Relative paths are relative to the config file, not to whatever directory
+        # uWSGI or cron happened to start in.
+        return (self._path.parent / self._values[section][key]).resolve()
+
+    def optional_path(self, section, key) -> Path | None:
+        return self.path(section, key) if self._values[section][key] else None
+
+    def number(self, section, key, kind, minimum, maximum=None):
+        text = self._values[section][key]
+        try:
+            value = kind(text)
+        except ValueError:
+            self._fail(section, key, f"not {'a whole number' if kind is int else 'a number'}")
+        if not math.isfinite(value) or value < minimum or (maximum is not None and value > maximum):
+            bounds = f"at least {minimum}" + (f" and at most {maximum}" if maximum is not None else "")
+            self._fail(section, key, f"must be {bounds}")
+        return value
+
+    def words(self, section, key) -> tuple[str, ...]:
+        return tuple(self._values[section][key].replace(",", " ").split())
+
+    def loglevel(self, section, key) -> int:
+        level = logging.getLevelName(self._values[section][key].upper())
+        if not isinstance(level, int):
+            self._fail(section, key, "not a log level (DEBUG, INFO, WARNING, ERROR)")
+        return level
+
+    def timezone(self, section, key) -> ZoneInfo:
+        try:
+            return ZoneInfo(self._values[section][key])
+        except (ZoneInfoNotFoundError, ValueError):
+            self._fail(section, key, "not an IANA time zone name (e.g. America/Chicago)")
+
+    def static_rows(self, section, key, path: Path | None) -> tuple[fplane.Row, ...]:
+        if path is None:
+            return (fplane.REFERENCE_ROW,)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as err:
+            self._fail(section, key, f"cannot read it: {getattr(err, 'strerror', None) or err}")
+        rows, problems = fplane.parse_static_rows(text)
+        if problems:
+            self._fail(section, key, problems[0])
+        return rows
