@@ -1,0 +1,442 @@
+"""The store: the bitemporal history of the focal plane in one SQLite database (WAL mode).
+
+Every configuration version has ``valid_from`` (when it became true on the instrument) and
+``recorded_at`` (when the store learned it), who recorded it, a comment and its source.
+Rows live in content-addressed configurations: a version points at the full row set
+(every seat, inactive and special rows included), and a configuration that recurs (a
+revert, a re-import) is stored once. Measured positions are versioned the same way, as
+position sets.
+
+Instants are integer microseconds since the Unix epoch, UTC (see wsgi.dates.to_micros):
+exact, and compared by index.
+
+As-of rule (contract section 4): the version with the latest ``valid_from <= t`` among the
+versions recorded at or before ``known_at``; among equal ``valid_from`` the later recorded
+one wins. The index on (valid_from, recorded_at) makes the usual question (known now) one
+index probe whatever the size of the history.
+
+Only the writer and the admin tool write; web workers open the file read-only. The schema
+version lives in ``PRAGMA user_version``; ``migrate()`` brings an older file up to date.
+"""
+
+import hashlib
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+
+from wsgi.fplane import VIRUS_SLOTS, Row
+
+SCHEMA_VERSION = 1
+
+# Index i holds the statements that take a database from user_version i to i + 1.
+_MIGRATIONS = [
+    """
+    CREATE TABLE configurations (
+        id           INTEGER PRIMARY KEY,
+        content_hash TEXT NOT NULL UNIQUE,
+        active_ifus  INTEGER NOT NULL
+    );
+    CREATE TABLE configuration_rows (
+        configuration_id INTEGER NOT NULL REFERENCES configurations(id),
+        ifuslot  INTEGER NOT NULL,
+        x        REAL NOT NULL,
+        y        REAL NOT NULL,
+        specid   INTEGER NOT NULL,
+        specslot INTEGER NOT NULL,
+        ifuid    INTEGER NOT NULL,
+        ifurot   REAL NOT NULL,
+        platesc  REAL NOT NULL,
+        active   INTEGER NOT NULL,
+        PRIMARY KEY (configuration_id, ifuslot)
+    ) WITHOUT ROWID;
+    CREATE TABLE versions (
+        id               INTEGER PRIMARY KEY,
+        valid_from       INTEGER NOT NULL,
+        recorded_at      INTEGER NOT NULL,
+        station          TEXT NOT NULL,
+        comment          TEXT NOT NULL,
+        source           TEXT NOT NULL,
+        configuration_id INTEGER NOT NULL REFERENCES configurations(id)
+    );
+    CREATE INDEX versions_as_of ON versions (valid_from, recorded_at);
+    CREATE TABLE position_sets (
+        id           INTEGER PRIMARY KEY,
+        valid_from   INTEGER NOT NULL,
+        recorded_at  INTEGER NOT NULL,
+        station      TEXT NOT NULL,
+        comment      TEXT NOT NULL,
+        source       TEXT NOT NULL,
+        content_hash TEXT NOT NULL
+    );
+    CREATE INDEX position_sets_as_of ON position_sets (valid_from, recorded_at);
+    CREATE TABLE positions (
+        position_set_id INTEGER NOT NULL REFERENCES position_sets(id),
+        ifuslot INTEGER NOT NULL,
+        x       REAL NOT NULL,
+        y       REAL NOT NULL,
+        PRIMARY KEY (position_set_id, ifuslot)
+    ) WITHOUT ROWID;
+    """,
+]
+assert len(_MIGRATIONS) == SCHEMA_VERSION
+
+
+class StoreUnavailable(Exception):
+    """The store cannot be used (missing, not initialised, wrong schema, unreadable).
+
+    str() is safe to show to a client (no server paths); the log gets ``detail``."""
+
+    def __init__(self, message: str, detail: str = ""):
+        super().__init__(message)
+        self.detail = detail or message
+
+
+@dataclass(frozen=True)
+class Version:
+    id: int
+    valid_from: int
+    recorded_at: int
+    station: str
+    comment: str
+    source: str
+    configuration_id: int
+    active_ifus: int
+    valid_until: int | None = None  # the next version's valid_from, as known then; None: open
+
+
+@dataclass(frozen=True)
+class PositionSet:
+    id: int
+    valid_from: int
+    recorded_at: int
+    station: str
+    comment: str
+    source: str
+    valid_until: int | None = None
+
+
+def content_hash(rows) -> str:
+    """A digest of what a configuration says, independent of row order and float noise."""
+    digest = hashlib.sha256()
+    for r in sorted(rows, key=lambda r: r.ifuslot):
+        digest.update(
+            f"{r.ifuslot:03d} {r.x:.3f} {r.y:.3f} {r.specid:03d} {r.specslot:03d} "
+            f"{r.ifuid:03d} {r.ifurot:.3f} {r.platesc:.3f} {int(r.active)}\n".encode()
+        )
+    return digest.hexdigest()
+
+
+def positions_hash(positions: dict) -> str:
+    digest = hashlib.sha256()
+    for slot in sorted(positions):
+        x, y = positions[slot]
+        digest.update(f"{slot:03d} {x:.3f} {y:.3f}\n".encode())
+    return digest.hexdigest()
+
+
+_VERSION_COLUMNS = (
+    "v.id, v.valid_from, v.recorded_at, v.station, v.comment, v.source, "
+    "v.configuration_id, c.active_ifus"
+)
+_POSITION_SET_COLUMNS = "id, valid_from, recorded_at, station, comment, source"
+
+# known_at filters are written as "recorded_at <= ?" with NO_LIMIT standing for "now and
+# everything recorded": one query text, one index plan.
+NO_LIMIT = 2**62
+
+
+class Store:
+    """A connection to the store file. Not shared across processes or threads."""
+
+    def __init__(self, connection: sqlite3.Connection):
+        self._db = connection
+
+    # -- opening ---------------------------------------------------------------------
+
+    @classmethod
+    def open_readonly(cls, path: Path) -> "Store":
+        if not Path(path).is_file():
+            raise StoreUnavailable(
+                "the store is not initialised (fplane-admin init)", f"no store file at {path}"
+            )
+        try:
+            db = sqlite3.connect(f"{Path(path).absolute().as_uri()}?mode=ro", uri=True,
+                                 check_same_thread=False)
+            store = cls(db)
+            store._check_schema()
+        except sqlite3.Error as err:
+            raise StoreUnavailable("the store cannot be read", f"{path}: {err}") from None
+        except StoreUnavailable as err:
+            # The operator's log must say which file has the wrong schema.
+            db.close()
+            raise StoreUnavailable(str(err), f"{path}: {err.detail}") from None
+        return store
+
+    @classmethod
+    def open_writable(cls, path: Path, create: bool = False) -> "Store":
+        """Open for writing; with ``create``, make the file and bring its schema up to date."""
+        path = Path(path)
+        if not create and not path.is_file():
+            raise StoreUnavailable(
+                "the store is not initialised (fplane-admin init)", f"no store file at {path}"
+            )
+        try:
+            # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE) so a write
+            # never upgrades a read lock halfway and hits SQLITE_BUSY mid-transaction.
+            db = sqlite3.connect(str(path), isolation_level=None, timeout=30)
+            db.execute("PRAGMA journal_mode = WAL")
+            # FULL: a commit is on disk (WAL fsynced) before we report success.
+            db.execute("PRAGMA synchronous = FULL")
+            db.execute("PRAGMA foreign_keys = ON")
+            store = cls(db)
+            if create:
+                store.migrate()
+            store._check_schema()
+        except sqlite3.Error as err:
+            raise StoreUnavailable("the store cannot be opened for writing", f"{path}: {err}") from None
+        except StoreUnavailable as err:
+            db.close()
+            raise StoreUnavailable(str(err), f"{path}: {err.detail}") from None
+        return store
+
+    def close(self) -> None:
+        self._db.close()
+
+    def schema_version(self) -> int:
+        return self._db.execute("PRAGMA user_version").fetchone()[0]
+
+    def _check_schema(self) -> None:
+        found = self.schema_version()
+        if found != SCHEMA_VERSION:
+            raise StoreUnavailable(
+                "the store has another schema version than this program "
+                "(run fplane-admin init to migrate it)",
+                f"store schema {found}, program schema {SCHEMA_VERSION}",
+            )
+
+    def migrate(self) -> int:
+        """Apply the migrations this file lacks, each in its own transaction; return the version."""
+        found = self.schema_version()
+        if found > SCHEMA_VERSION:
+            raise StoreUnavailable(
+                "the store was made by a newer fplaneserver",
+                f"store schema {found}, program schema {SCHEMA_VERSION}",
+            )
+        for version in range(found, SCHEMA_VERSION):
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in _MIGRATIONS[version].split(";"):
+                    if statement.strip():
+                        self._db.execute(statement)
+                self._db.execute(f"PRAGMA user_version = {version + 1}")
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return SCHEMA_VERSION
+
+    def data_version(self) -> int:
+        """Changes whenever another connection has committed: the cheap "did the store change?"."""
+        return self._db.execute("PRAGMA data_version").fetchone()[0]
+
+    # -- reading ---------------------------------------------------------------------
+
+    def version_at(self, t: int, known_at: int = NO_LIMIT) -> Version | None:
+        row = self._db.execute(
+            f"SELECT {_VERSION_COLUMNS} FROM versions v JOIN configurations c"
+            " ON c.id = v.configuration_id"
+            " WHERE v.valid_from <= ? AND v.recorded_at <= ?"
+            " ORDER BY v.valid_from DESC, v.recorded_at DESC, v.id DESC LIMIT 1",
+            (t, known_at),
+        ).fetchone()
+        if row is None:
+            return None
+        return Version(*row, valid_until=self._next_valid_from("versions", row[1], known_at))
+
+    def position_set_at(self, t: int, known_at: int = NO_LIMIT) -> PositionSet | None:
+        row = self._db.execute(
+            f"SELECT {_POSITION_SET_COLUMNS} FROM position_sets"
+            " WHERE valid_from <= ? AND recorded_at <= ?"
+            " ORDER BY valid_from DESC, recorded_at DESC, id DESC LIMIT 1",
+            (t, known_at),
+        ).fetchone()
+        if row is None:
+            return None
+        return PositionSet(*row, valid_until=self._next_valid_from("position_sets", row[1], known_at))
+
+    def _next_valid_from(self, table: str, valid_from: int, known_at: int) -> int | None:
+        # ORDER BY ... LIMIT 1 walks the (valid_from, recorded_at) index upwards and stops
+        # at the first entry recorded by known_at: one probe in the usual case.
+        row = self._db.execute(
+            f"SELECT valid_from FROM {table} WHERE valid_from > ? AND recorded_at <= ?"
+            " ORDER BY valid_from LIMIT 1",
+            (valid_from, known_at),
+        ).fetchone()
+        return row[0] if row else None
+
+    def earliest_valid_from(self, known_at: int = NO_LIMIT) -> int | None:
+        return self._db.execute(
+            "SELECT MIN(valid_from) FROM versions WHERE recorded_at <= ?", (known_at,)
+        ).fetchone()[0]
+
+    def configuration_rows(self, configuration_id: int) -> tuple[Row, ...]:
+        cursor = self._db.execute(
+            "SELECT ifuslot, x, y, specid, specslot, ifuid, ifurot, platesc, active"
+            " FROM configuration_rows WHERE configuration_id = ? ORDER BY ifuslot",
+            (configuration_id,),
+        )
+        return tuple(Row(*r[:8], active=bool(r[8])) for r in cursor)
+
+    def positions(self, position_set_id: int) -> dict[int, tuple[float, float]]:
+        cursor = self._db.execute(
+            "SELECT ifuslot, x, y FROM positions WHERE position_set_id = ?", (position_set_id,)
+        )
+        return {slot: (x, y) for slot, x, y in cursor}
+
+    def history(self, valid_from_min: int = -NO_LIMIT, valid_from_max: int = NO_LIMIT) -> list[Version]:
+        """Versions in valid_from order, each with valid_until as the store knows it now."""
+        rows = self._db.execute(
+            f"SELECT {_VERSION_COLUMNS} FROM versions v JOIN configurations c"
+            " ON c.id = v.configuration_id"
+            " WHERE v.valid_from BETWEEN ? AND ?"
+            " ORDER BY v.valid_from, v.recorded_at, v.id",
+            (valid_from_min, valid_from_max),
+        ).fetchall()
+        return [Version(*row, valid_until=self._next_valid_from("versions", row[1], NO_LIMIT))
+                for row in rows]
+
+    def position_set_history(self) -> list[PositionSet]:
+        rows = self._db.execute(
+            f"SELECT {_POSITION_SET_COLUMNS} FROM position_sets ORDER BY valid_from, recorded_at, id"
+        ).fetchall()
+        return [PositionSet(*row) for row in rows]
+
+    def integrity_problems(self) -> list[str]:
+        """What is wrong with the file, in words; empty when all is well."""
+        problems = [r[0] for r in self._db.execute("PRAGMA integrity_check") if r[0] != "ok"]
+        problems += [
+            f"foreign key violation in {table} (row {rowid}) -> {parent}"
+            for table, rowid, parent, _ in self._db.execute("PRAGMA foreign_key_check")
+        ]
+        for config_id, stored_hash in self._db.execute(
+            "SELECT id, content_hash FROM configurations"
+        ).fetchall():
+            if content_hash(self.configuration_rows(config_id)) != stored_hash:
+                problems.append(f"configuration {config_id}: rows do not match their content hash")
+        for (version_id,) in self._db.execute(
+            "SELECT v.id FROM versions v LEFT JOIN configuration_rows r"
+            " ON r.configuration_id = v.configuration_id WHERE r.ifuslot IS NULL"
+        ):
+            problems.append(f"version {version_id}: its configuration has no rows")
+        return problems
+
+    def backup(self, target: Path) -> None:
+        """An online, consistent copy (SQLite's backup API), safe while others read and write."""
+        copy = sqlite3.connect(str(target))
+        try:
+            with copy:
+                self._db.backup(copy)
+            # The copy inherits WAL mode from the store; as a rollback-journal file it is one
+            # self-contained file that opening it (even read-only) litters with no -wal/-shm.
+            copy.execute("PRAGMA journal_mode = DELETE")
+        finally:
+            copy.close()
+
+    # -- writing (writer and admin tool only) -----------------------------------------
+
+    def record_version(self, rows, valid_from: int, recorded_at: int, station: str,
+                       comment: str = "", source: str = "") -> tuple[Version, bool]:
+        """Record a configuration valid from ``valid_from``, in one transaction.
+
+        Returns (version, created). When the version already valid at ``valid_from`` says
+        the same, nothing is written and that version comes back with created=False.
+        """
+        digest = content_hash(rows)
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            current = self.version_at(valid_from)
+            if current is not None and self._configuration_hash(current.configuration_id) == digest:
+                self._db.execute("ROLLBACK")
+                return current, False
+            configuration_id = self._configuration_id(rows, digest)
+            cursor = self._db.execute(
+                "INSERT INTO versions (valid_from, recorded_at, station, comment, source,"
+                " configuration_id) VALUES (?, ?, ?, ?, ?, ?)",
+                (valid_from, recorded_at, station, comment, source, configuration_id),
+            )
+            version_id = cursor.lastrowid
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        return self.version_by_id(version_id), True
+
+    def version_by_id(self, version_id: int) -> Version | None:
+        row = self._db.execute(
+            f"SELECT {_VERSION_COLUMNS} FROM versions v JOIN configurations c"
+            " ON c.id = v.configuration_id WHERE v.id = ?",
+            (version_id,),
+        ).fetchone()
+        if row is None:
+            return None
+        return Version(*row, valid_until=self._next_valid_from("versions", row[1], NO_LIMIT))
+
+    def position_set_by_id(self, set_id: int) -> PositionSet | None:
+        row = self._db.execute(
+            f"SELECT {_POSITION_SET_COLUMNS} FROM position_sets WHERE id = ?", (set_id,)
+        ).fetchone()
+        if row is None:
+            return None
+        return PositionSet(*row, valid_until=self._next_valid_from("position_sets", row[1], NO_LIMIT))
+
+    def _configuration_hash(self, configuration_id: int) -> str:
+        return self._db.execute(
+            "SELECT content_hash FROM configurations WHERE id = ?", (configuration_id,)
+        ).fetchone()[0]
+
+    def _configuration_id(self, rows, digest: str) -> int:
+        found = self._db.execute(
+            "SELECT id FROM configurations WHERE content_hash = ?", (digest,)
+        ).fetchone()
+        if found:
+            return found[0]
+        active_ifus = sum(1 for r in rows if r.active and r.specid and r.ifuslot in VIRUS_SLOTS)
+        configuration_id = self._db.execute(
+            "INSERT INTO configurations (content_hash, active_ifus) VALUES (?, ?)",
+            (digest, active_ifus),
+        ).lastrowid
+        self._db.executemany(
+            "INSERT INTO configuration_rows (configuration_id, ifuslot, x, y, specid, specslot,"
+            " ifuid, ifurot, platesc, active) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [(configuration_id, r.ifuslot, r.x, r.y, r.specid, r.specslot, r.ifuid, r.ifurot,
+              r.platesc, int(r.active)) for r in rows],
+        )
+        return configuration_id
+
+    def record_position_set(self, positions: dict, valid_from: int, recorded_at: int,
+                            station: str, comment: str = "", source: str = "") -> tuple[PositionSet, bool]:
+        """Record measured positions (seat -> (x, y)); same no-change rule as record_version."""
+        digest = positions_hash(positions)
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            current = self.position_set_at(valid_from)
+            if current is not None and self._db.execute(
+                "SELECT content_hash FROM position_sets WHERE id = ?", (current.id,)
+            ).fetchone()[0] == digest:
+                self._db.execute("ROLLBACK")
+                return current, False
+            set_id = self._db.execute(
+                "INSERT INTO position_sets (valid_from, recorded_at, station, comment, source,"
+                " content_hash) VALUES (?, ?, ?, ?, ?, ?)",
+                (valid_from, recorded_at, station, comment, source, digest),
+            ).lastrowid
+            self._db.executemany(
+                "INSERT INTO positions (position_set_id, ifuslot, x, y) VALUES (?, ?, ?, ?)",
+                [(set_id, slot, x, y) for slot, (x, y) in positions.items()],
+            )
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        return self.position_set_by_id(set_id), True
+
