@@ -1,0 +1,72 @@
+"""Building real services for tests: a config.ini in a temporary directory, a store made by
+the real `fplane-admin init`, versions recorded by the real `fplane-admin import`."""
+
+import contextlib
+import io
+import socket
+from functools import partial
+from pathlib import Path
+
+import webtest
+
+from wsgi import fplane
+from wsgi.app import application
+from writer import admin
+
+REPO = Path(__file__).resolve().parent.parent
+STATIC_ROWS = REPO / "examples" / "static_rows.txt"
+
+
+def write_config(directory: Path, **sections) -> Path:
+    """A config.ini with paths inside ``directory``; ``sections`` override or add keys,
+    e.g. write_config(tmp, Site={"timezone": "UTC"})."""
+    settings = {
+        "General": {"log": "log/fplaneserver.log", "loglevel": "INFO",
+                    "station_list": "station_list.csv", "data_dir": "data", "spool_dir": "spool"},
+        "Site": {"timezone": "America/Chicago", "static_rows": str(STATIC_ROWS)},
+    }
+    for section, values in sections.items():
+        settings.setdefault(section, {}).update(values)
+    text = "".join(
+        f"[{section}]\n" + "".join(f"{key} = {value}\n" for key, value in values.items())
+        for section, values in settings.items()
+    )
+    path = directory / "config.ini"
+    path.write_text(text)
+    return path
+
+
+def run_admin(config: Path, *args) -> tuple[int, str, str]:
+    """Run fplane-admin in-process: (exit status, stdout, stderr)."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        status = admin.main(["-c", str(config), *args])
+    return status, out.getvalue(), err.getvalue()
+
+
+def init_store(config: Path) -> None:
+    status, out, err = run_admin(config, "init")
+    assert status == 0, err
+
+
+def import_rows(config: Path, rows, valid_from: str, *extra, name=None) -> str:
+    """Write ``rows`` as a full fplane file and import it; returns what fplane-admin printed."""
+    path = config.parent / (name or f"import_{valid_from}_{len(list(config.parent.glob('import_*')))}.txt")
+    path.write_text(fplane.render_fplane(rows, ["test file"], full=True))
+    status, out, err = run_admin(config, "import", str(path), "--valid-from", valid_from, *extra)
+    assert status == 0, err
+    return out
+
+
+def test_app(config: Path) -> webtest.TestApp:
+    """The very partial that examples/application.wsgi builds, driven by WebTest."""
+    return webtest.TestApp(partial(application, configfile=str(config)))
+
+
+test_app.__test__ = False  # a factory, not a test
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -1,0 +1,290 @@
+"""GET /fplane[/<datestr>]: the fplane file valid at an instant, as text or JSON.
+
+Work is done once per worker and reused (style.md lesson 6):
+- the rendered rows of a (configuration, position set, full/short) combination never change
+  (configurations are immutable), so they are kept in a bounded cache for the worker's life;
+- a whole response whose answer does not depend on the clock (an explicit date, an explicit
+  or default known_at) is kept until the store changes, and served again from the raw WSGI
+  environ without parsing anything (``cached_response``).
+"""
+
+import hashlib
+import json
+from collections import OrderedDict
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from wsgi import codes, dates, fplane
+from wsgi.responses import JSON, TEXT, CodedError, Prepared, wants_json
+from wsgi.store import NO_LIMIT, PositionSet, Store, Version
+
+# Cache-Control lifetimes. A closed interval can still be corrected by a later import, so
+# even those are revalidated daily; an answer pinned by known_at can never change.
+MAX_AGE_PINNED = 365 * 86400
+MAX_AGE_CLOSED = 86400
+MAX_AGE_OPEN = 60
+
+# Part of every ETag: bump it when the served text changes for the same version, so that
+# clients do not keep an old rendering.
+FORMAT_REVISION = 1
+
+RESPONSE_CACHE_SIZE = 1024
+RENDER_CACHE_SIZE = 256
+
+
+@dataclass(frozen=True)
+class FplaneQuery:
+    datestr: str | None  # as given in the path; None when the path names no date
+    actual: bool
+    full: bool
+    known_at: str | None
+    as_json: bool
+
+
+def parse_query(datestr: str | None, params, environ) -> FplaneQuery:
+    """Check the query parameters; unknown ones are ignored (clients add cache busters)."""
+    fmt = _single(params, "format", ("txt", "json"))
+    return FplaneQuery(
+        datestr=datestr,
+        actual=_single(params, "actual_pos", ("0", "1"), default="0") == "1",
+        full=_single(params, "full_fplane", ("0", "1"), default="1") == "1",
+        known_at=_single(params, "known_at", None),
+        as_json=wants_json(environ, fmt),
+    )
+
+
+def _single(params, name, allowed, default=None):
+    values = set(params.getall(name))
+    if len(values) > 1:
+        raise CodedError(codes.BAD_PARAMETER, f"{name} is given more than once with different values")
+    value = values.pop() if values else default
+    if allowed is not None and value is not None and value not in allowed:
+        raise CodedError(codes.BAD_PARAMETER, f"{name} must be {' or '.join(allowed)}, not {value[:20]!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class Answer:
+    version: Version
+    position_set: PositionSet | None
+    body: str
+    filename: str
+
+
+class FplaneReader:
+    """Answers fplane GETs for one worker from its read-only store connection."""
+
+    def __init__(self, config):
+        self._site_tz = config.timezone
+        self._rendered = _BoundedCache(RENDER_CACHE_SIZE)
+        self._responses = _BoundedCache(RESPONSE_CACHE_SIZE)
+
+    # -- the fast path ---------------------------------------------------------------------
+
+    @staticmethod
+    def response_key(environ):
+        return (environ.get("PATH_INFO"), environ.get("QUERY_STRING"), wants_json(environ))
+
+    def cached_response(self, environ) -> Prepared | None:
+        return self._responses.get(self.response_key(environ))
+
+    def store_changed(self) -> None:
+        """Forget answers computed from the old store state; rendered rows stay valid."""
+        self._responses.clear()
+
+    # -- the full path ---------------------------------------------------------------------
+
+    def answer(self, store: Store, query: FplaneQuery, now: datetime) -> "Answer":
+        """The file (or JSON) for ``query``: what GET serves and fplane-admin export writes."""
+        instant = _parse_date(query.datestr or "", self._site_tz, now)
+        known_at = None if query.known_at is None else _parse_date(query.known_at, self._site_tz, now)
+        t = dates.to_micros(instant)
+        k = NO_LIMIT if known_at is None else dates.to_micros(known_at)
+
+        version = store.version_at(t, k)
+        if version is None:
+            raise CodedError(codes.NO_CONFIGURATION, _no_configuration_message(store, instant, k))
+        position_set = store.position_set_at(t, k) if query.actual else None
+        if query.as_json:
+            body = self._json_body(store, query, instant, version, position_set)
+        else:
+            body = self._text_body(store, query, instant, version, position_set)
+        filename_date = query.datestr or dates.night_label(now, self._site_tz)
+        return Answer(version, position_set, body,
+                      f"fplane{filename_date}.{'json' if query.as_json else 'txt'}")
+
+    def get_fplane(self, store: Store, query: FplaneQuery, environ) -> Prepared:
+        answer = self.answer(store, query, datetime.now(timezone.utc))
+        version, position_set = answer.version, answer.position_set
+        body = answer.body.encode("utf-8")
+        last_modified = max(version.recorded_at, position_set.recorded_at if position_set else 0)
+        prepared = Prepared(
+            codes.http_status_line(codes.OK),
+            [
+                ("Content-Type", JSON if query.as_json else TEXT),
+                ("X-FPlane-Code", str(codes.OK)),
+                ("X-FPlane-Version", str(version.id)),
+                ("X-FPlane-Valid-From", dates.format_instant(dates.from_micros(version.valid_from))),
+                ("X-FPlane-Valid-Until", _until(version.valid_until)),
+                ("Cache-Control", f"public, max-age={_max_age(query, version, position_set)}"),
+                ("Vary", "Accept"),
+                ("Content-Disposition", f'attachment; filename="{answer.filename}"'),
+            ],
+            body,
+            etag=_etag(query, version, position_set),
+            last_modified=last_modified / 1e6,
+        )
+        if _clock_independent(query):
+            self._responses.put(self.response_key(environ), prepared)
+        return prepared
+
+    def _rows(self, store: Store, version: Version, position_set: PositionSet | None):
+        rows = store.configuration_rows(version.configuration_id)
+        if position_set is not None:
+            rows = fplane.with_positions(rows, store.positions(position_set.id))
+        return rows
+
+    def _text_body(self, store, query, instant, version, position_set) -> str:
+        key = ("txt", version.configuration_id, position_set and position_set.id, query.full)
+        rows_text = self._rendered.get(key)
+        if rows_text is None:
+            rows_text = fplane.render_fplane(self._rows(store, version, position_set), (), query.full)
+            self._rendered.put(key, rows_text)
+        return fplane.render_header(_header_lines(query, instant, version, position_set)) + rows_text
+
+    def _json_body(self, store, query, instant, version, position_set) -> str:
+        key = ("json", version.configuration_id, position_set and position_set.id, query.full)
+        rows = self._rendered.get(key)
+        if rows is None:
+            rows = [_row_json(r) for r in fplane.served_rows(self._rows(store, version, position_set), query.full)]
+            self._rendered.put(key, rows)
+        document = {
+            "code": codes.OK,
+            "instant": dates.format_instant(instant),
+            "version": version.id,
+            "valid_from": dates.format_instant(dates.from_micros(version.valid_from)),
+            "valid_until": None if version.valid_until is None
+            else dates.format_instant(dates.from_micros(version.valid_until)),
+            "recorded_at": dates.format_instant(dates.from_micros(version.recorded_at)),
+            "station": version.station,
+            "comment": version.comment,
+            "positions": _positions_json(position_set),
+            "full_fplane": query.full,
+            "rows": rows,
+        }
+        return json.dumps(document, indent=1) + "\n"
+
+
+def _parse_date(text: str, site_tz, now: datetime) -> datetime:
+    try:
+        return dates.parse_datestr(text, site_tz, now)
+    except dates.DateError as err:
+        raise CodedError(codes.BAD_DATE, str(err)) from None
+
+
+def _etag(query: FplaneQuery, version: Version, position_set: PositionSet | None) -> str:
+    """A weak validator naming what is served rather than hashing the bytes: answers for
+    "latest" asked a minute apart differ only in the instant their header states, and a
+    pipeline polling latest must still get its 304 while the version stays the same."""
+    identity = (FORMAT_REVISION, version.id, position_set and position_set.id, query.full,
+                query.actual, query.as_json, query.datestr, query.known_at)
+    return 'W/"' + hashlib.sha256(repr(identity).encode()).hexdigest()[:32] + '"'
+
+
+def _clock_independent(query: FplaneQuery) -> bool:
+    # "now" moves, and so does today's night label in the default file name.
+    return query.datestr is not None and not dates.means_now(query.datestr) and (
+        query.known_at is None or not dates.means_now(query.known_at)
+    )
+
+
+def _max_age(query: FplaneQuery, version: Version, position_set: PositionSet | None) -> int:
+    if query.known_at is not None and not dates.means_now(query.known_at):
+        return MAX_AGE_PINNED
+    still_open = version.valid_until is None or (position_set is not None and position_set.valid_until is None)
+    return MAX_AGE_OPEN if still_open else MAX_AGE_CLOSED
+
+
+def _until(micros: int | None) -> str:
+    return "open" if micros is None else dates.format_instant(dates.from_micros(micros))
+
+
+def _header_lines(query, instant, version, position_set) -> list[str]:
+    fmt = dates.format_instant
+    lines = [
+        f"fplane file of the HET/VIRUS focal plane at {fmt(instant)}"
+        + (f" (asked for: {query.datestr})" if query.datestr else ""),
+        f"version {version.id}: valid_from {fmt(dates.from_micros(version.valid_from))},"
+        f" valid_until {_until(version.valid_until)}",
+        f"recorded_at {fmt(dates.from_micros(version.recorded_at))} by {version.station}"
+        + (f" ({version.source})" if version.source else ""),
+    ]
+    if version.comment:
+        lines.append(f"comment: {version.comment}")
+    if query.known_at is not None:
+        lines.append(f"as known at {query.known_at}")
+    if not query.actual:
+        lines.append("positions: nominal")
+    elif position_set is None:
+        lines.append("positions: measured asked for, but no measured position set is valid then: nominal")
+    else:
+        lines.append(
+            f"positions: measured (position set {position_set.id}, valid_from"
+            f" {fmt(dates.from_micros(position_set.valid_from))}); seats not measured are nominal"
+        )
+    lines.append("full file (inactive seats commented out)" if query.full else "short file (active VIRUS IFUs only)")
+    return lines
+
+
+def _positions_json(position_set: PositionSet | None):
+    if position_set is None:
+        return "nominal"
+    return {
+        "kind": "measured",
+        "position_set": position_set.id,
+        "valid_from": dates.format_instant(dates.from_micros(position_set.valid_from)),
+        "recorded_at": dates.format_instant(dates.from_micros(position_set.recorded_at)),
+    }
+
+
+def _row_json(row: fplane.Row) -> dict:
+    return {
+        "ifuslot": f"{row.ifuslot:03d}",
+        "x": round(row.x, 3),
+        "y": round(row.y, 3),
+        "specid": f"{row.specid:03d}",
+        "specslot": f"{row.specslot:03d}",
+        "ifuid": f"{row.ifuid:03d}",
+        "ifurot": row.ifurot,
+        "platesc": row.platesc,
+        "active": row.active,
+    }
+
+
+def _no_configuration_message(store: Store, instant: datetime, known_at: int) -> str:
+    earliest = store.earliest_valid_from(known_at)
+    asked = dates.format_instant(instant)
+    if earliest is None:
+        return f"no configuration known for {asked}: the store holds no versions yet"
+    return (f"no configuration known for {asked}: the history starts at "
+            f"{dates.format_instant(dates.from_micros(earliest))}")
+
+
+class _BoundedCache:
+    """A dict that forgets its oldest entries beyond ``size`` (memory stays bounded whatever
+    dates clients ask for)."""
+
+    def __init__(self, size: int):
+        self._size = size
+        self._items = OrderedDict()
+
+    def get(self, key):
+        return self._items.get(key)
+
+    def put(self, key, value) -> None:
+        self._items[key] = value
+        if len(self._items) > self._size:
+            self._items.popitem(last=False)
+
+    def clear(self) -> None:
+        self._items.clear()
