@@ -1,0 +1,273 @@
+"""fplane-admin: the operator's tool for the store (contract section 8).
+
+    fplane-admin -c config.ini init
+    fplane-admin -c config.ini import FILE --valid-from D [--positions] [--comment C]
+    fplane-admin -c config.ini export D [-o FILE] [--short] [--actual] [--known-at D]
+    fplane-admin -c config.ini history
+    fplane-admin -c config.ini verify
+    fplane-admin -c config.ini backup FILE
+
+Exit status: 0 done, 1 refused or failed (the reason on standard error), 2 bad usage.
+Besides the writer, this is the only program that writes to the store.
+"""
+
+import argparse
+import getpass
+import os
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+from wsgi import dates, fplane
+from wsgi.config import ConfigError, load_config
+from wsgi.files import replace_durably, write_atomically
+from wsgi.reading import FplaneQuery, FplaneReader
+from wsgi.responses import CodedError
+from wsgi.store import Store, StoreUnavailable
+
+SPOOL_SUBDIRS = ("tmp", "new", "cur", "done", "failed")
+STATION_LIST_HEADER = "station_id,name,roles,password_hash\n"
+
+
+class Refused(Exception):
+    """The command cannot do what was asked; str() says why, for standard error."""
+
+
+def main(argv=None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        config = load_config(args.config)
+        return args.command(config, args)
+    except (ConfigError, Refused, StoreUnavailable) as err:
+        detail = getattr(err, "detail", "")
+        print(f"fplane-admin: {err}" + (f" ({detail})" if detail and detail != str(err) else ""),
+              file=sys.stderr)
+        return 1
+    except OSError as err:
+        # A directory that cannot be made, a disk that is full: a reason, not a traceback.
+        print(f"fplane-admin: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fplane-admin", description="Manage the fplaneserver store.")
+    parser.add_argument("-c", "--config", default=os.environ.get("FPLANE_CONFIG"),
+                        required="FPLANE_CONFIG" not in os.environ,
+                        help="config.ini (default: $FPLANE_CONFIG)")
+    commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
+
+    init = commands.add_parser("init", help="create the data directory, spool and an empty store "
+                                            "(or migrate an existing store)")
+    init.set_defaults(command=cmd_init)
+
+    imp = commands.add_parser("import", help="record an fplane file as the configuration from a date")
+    imp.add_argument("file", type=Path, metavar="FILE")
+    imp.add_argument("--valid-from", required=True, metavar="D",
+                     help="when the configuration starts (any date form, e.g. 20180707)")
+    imp.add_argument("--positions", action="store_true",
+                     help="record the file's X/Y as a measured position set instead")
+    imp.add_argument("--comment", default="", metavar="C")
+    imp.set_defaults(command=cmd_import)
+
+    exp = commands.add_parser("export", help="write the fplane file valid at a date")
+    exp.add_argument("date", metavar="D")
+    exp.add_argument("-o", "--output", type=Path, metavar="FILE", help="default: standard output")
+    exp.add_argument("--short", action="store_true", help="active VIRUS IFUs only")
+    exp.add_argument("--actual", action="store_true", help="measured positions")
+    exp.add_argument("--known-at", metavar="D", help="as the store knew it at D")
+    exp.set_defaults(command=cmd_export)
+
+    commands.add_parser("history", help="list the versions and position sets").set_defaults(
+        command=cmd_history)
+    commands.add_parser("verify", help="check the store's integrity").set_defaults(command=cmd_verify)
+
+    backup = commands.add_parser("backup", help="an online, consistent copy of the store")
+    backup.add_argument("file", type=Path, metavar="FILE")
+    backup.set_defaults(command=cmd_backup)
+    return parser
+
+
+# -- commands ---------------------------------------------------------------------------
+
+def cmd_init(config, args) -> int:
+    for directory in (config.data_dir, config.spool_dir,
+                      *(config.spool_dir / sub for sub in SPOOL_SUBDIRS)):
+        directory.mkdir(parents=True, exist_ok=True)
+    existed = config.store_path.exists()
+    store = Store.open_writable(config.store_path, create=True)
+    try:
+        versions = len(store.history())
+        schema = store.schema_version()
+    finally:
+        store.close()
+    if not config.station_list.exists():
+        config.station_list.parent.mkdir(parents=True, exist_ok=True)
+        write_atomically(config.station_list, STATION_LIST_HEADER.encode(), mode=0o600)
+        print(f"created the station list {config.station_list}")
+    if existed:
+        print(f"store {config.store_path} is ready (schema {schema}, {versions} versions)")
+    else:
+        print(f"created an empty store {config.store_path} (schema {schema})")
+    print(f"spool {config.spool_dir} is ready")
+    return 0
+
+
+def cmd_import(config, args) -> int:
+    now = datetime.now(timezone.utc)
+    valid_from = _instant(args.valid_from, config, now)
+    try:
+        text = args.file.read_bytes().decode("utf-8-sig")
+    except OSError as err:
+        raise Refused(f"{args.file}: cannot read it: {err.strerror}") from None
+    except UnicodeDecodeError as err:
+        raise Refused(f"{args.file}: not UTF-8 text (byte {err.start})") from None
+
+    parsed = fplane.parse_fplane(text)
+    for note in parsed.notes:
+        print(f"note: {note}")
+    if parsed.errors:
+        for error in parsed.errors:
+            print(f"{args.file}: {error}", file=sys.stderr)
+        raise Refused(f"{args.file}: not imported ({len(parsed.errors)} problems); nothing recorded")
+
+    station = _operator()
+    source = f"import of {args.file.name}"
+    store = Store.open_writable(config.store_path)
+    try:
+        if args.positions:
+            # Only the seats the file lists were measured; the field centre is 0,0 by definition.
+            positions = {r.ifuslot: (r.x, r.y) for r in parsed.rows
+                         if r.ifuslot in parsed.listed and r.ifuslot != fplane.REFERENCE_SLOT}
+            recorded, created = store.record_position_set(
+                positions, dates.to_micros(valid_from), dates.to_micros(now), station,
+                args.comment, source)
+            what = f"position set {recorded.id} ({len(positions)} seats)"
+        else:
+            recorded, created = store.record_version(
+                parsed.rows, dates.to_micros(valid_from), dates.to_micros(now), station,
+                args.comment, source)
+            what = f"version {recorded.id} ({recorded.active_ifus} active IFUs)"
+    finally:
+        store.close()
+
+    when = dates.format_instant(dates.from_micros(recorded.valid_from))
+    if created:
+        print(f"recorded {what}, valid_from {when}")
+    else:
+        print(f"unchanged: {what}, valid_from {when}, already says the same at "
+              f"{dates.format_instant(valid_from)}; nothing recorded")
+    return 0
+
+
+def cmd_export(config, args) -> int:
+    query = FplaneQuery(datestr=args.date, actual=args.actual, full=not args.short,
+                        known_at=args.known_at, as_json=False)
+    store = Store.open_readonly(config.store_path)
+    try:
+        answer = FplaneReader(config).answer(store, query, datetime.now(timezone.utc))
+    except CodedError as err:
+        raise Refused(err.message) from None
+    finally:
+        store.close()
+    if args.output is None:
+        sys.stdout.write(answer.body)
+    else:
+        try:
+            write_atomically(args.output, answer.body.encode("utf-8"))
+        except OSError as err:
+            raise Refused(f"{args.output}: cannot write it: {err.strerror}") from None
+        print(f"wrote version {answer.version.id} to {args.output}", file=sys.stderr)
+    return 0
+
+
+def cmd_history(config, args) -> int:
+    store = Store.open_readonly(config.store_path)
+    try:
+        versions = store.history()
+        position_sets = store.position_set_history()
+    finally:
+        store.close()
+
+    def fmt(micros):
+        return "open" if micros is None else dates.format_instant(dates.from_micros(micros))
+
+    print(f"{'version':>7}  {'valid_from':<20}  {'valid_until':<20}  {'recorded_at':<20}  "
+          f"{'IFUs':>4}  station / source / comment")
+    for v in versions:
+        print(f"{v.id:>7}  {fmt(v.valid_from):<20}  {fmt(v.valid_until):<20}  "
+              f"{fmt(v.recorded_at):<20}  {v.active_ifus:>4}  "
+              + " / ".join(part for part in (v.station, v.source, v.comment) if part))
+    if position_sets:
+        print()
+        print(f"{'posset':>7}  {'valid_from':<20}  {'recorded_at':<20}  station / source / comment")
+        for p in position_sets:
+            print(f"{p.id:>7}  {fmt(p.valid_from):<20}  {fmt(p.recorded_at):<20}  "
+                  + " / ".join(part for part in (p.station, p.source, p.comment) if part))
+    if not versions:
+        print("(no versions yet: fplane-admin import FILE --valid-from D)")
+    return 0
+
+
+def cmd_verify(config, args) -> int:
+    problems = [f"missing directory {d}" for d in
+                (config.data_dir, *(config.spool_dir / sub for sub in SPOOL_SUBDIRS)) if not d.is_dir()]
+    store = Store.open_readonly(config.store_path)
+    try:
+        problems += store.integrity_problems()
+        versions = len(store.history())
+    finally:
+        store.close()
+    for problem in problems:
+        print(f"problem: {problem}")
+    if problems:
+        raise Refused(f"verify found {len(problems)} problems")
+    print(f"store OK: {versions} versions, schema and content hashes check out")
+    return 0
+
+
+def cmd_backup(config, args) -> int:
+    target = args.file.absolute()
+    if not target.parent.is_dir():
+        raise Refused(f"{target.parent}: no such directory")
+    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    store = Store.open_readonly(config.store_path)
+    try:
+        store.backup(temporary)
+    finally:
+        store.close()
+    copy = Store.open_readonly(temporary)
+    try:
+        problems = copy.integrity_problems()
+        versions = len(copy.history())
+    finally:
+        copy.close()
+    if problems:
+        temporary.unlink()
+        raise Refused(f"the copy failed its integrity check: {problems[0]}")
+    # The copy is complete and checked: make it durable, then put it in place atomically.
+    replace_durably(temporary, target)
+    print(f"backup of {versions} versions written to {target} ({target.stat().st_size} bytes)")
+    return 0
+
+
+# -- helpers ----------------------------------------------------------------------------
+
+def _instant(text: str, config, now: datetime) -> datetime:
+    try:
+        return dates.parse_datestr(text, config.timezone, now)
+    except dates.DateError as err:
+        raise Refused(str(err)) from None
+
+
+def _operator() -> str:
+    try:
+        return f"admin:{getpass.getuser()}"
+    except (KeyError, OSError):  # no passwd entry (containers)
+        return "admin"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
