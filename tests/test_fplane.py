@@ -392,7 +392,9 @@ def test_parse_short_file_with_measured_positions():
     active = [r for r in parsed.rows if r.active]
     assert [r.ifuslot for r in active] == [0] + [s for s in VIRUS_SLOTS if s in default_active()]
     # Only the seats the file lists count as measured (import --positions records these).
-    assert parsed.listed == {0, *(s for s in VIRUS_SLOTS if s in default_active())}
+    listed = parse_fplane(short_text(rows), complete=False)
+    assert [r.ifuslot for r in listed.rows] == [0] + [s for s in VIRUS_SLOTS if s in default_active()]
+    assert not any("not listed" in note for note in listed.notes)
     missing = [s for s in GRID_SLOTS if s not in default_active()]
     assert row_of(parsed.rows, 16) == Row(16, -450.0, -150.0, 0, 0, 0, active=False)
     assert row_of(parsed.rows, 56) == Row(56, -50.0, -150.0, 0, 0, 0, active=False)

@@ -125,7 +125,8 @@ def cmd_import(config, args) -> int:
     except UnicodeDecodeError as err:
         raise Refused(f"{args.file}: not UTF-8 text (byte {err.start})") from None
 
-    parsed = fplane.parse_fplane(text)
+    # A position file lists the measured seats only: nothing is filled in.
+    parsed = fplane.parse_fplane(text, complete=not args.positions)
     for note in parsed.notes:
         print(f"note: {note}")
     if parsed.errors:
@@ -140,7 +141,7 @@ def cmd_import(config, args) -> int:
         if args.positions:
             # Only the seats the file lists were measured; the field centre is 0,0 by definition.
             positions = {r.ifuslot: (r.x, r.y) for r in parsed.rows
-                         if r.ifuslot in parsed.listed and r.ifuslot != fplane.REFERENCE_SLOT}
+                         if r.ifuslot != fplane.REFERENCE_SLOT}
             recorded, created = store.record_position_set(
                 positions, dates.to_micros(valid_from), dates.to_micros(now), station,
                 args.comment, source)
@@ -194,17 +195,18 @@ def cmd_history(config, args) -> int:
     def fmt(micros):
         return "open" if micros is None else dates.format_instant(dates.from_micros(micros))
 
-    print(f"{'version':>7}  {'valid_from':<20}  {'valid_until':<20}  {'recorded_at':<20}  "
+    # recorded_at keeps its microseconds: it is what a known_at query needs to name.
+    print(f"{'version':>7}  {'valid_from':<20}  {'valid_until':<20}  {'recorded_at':<27}  "
           f"{'IFUs':>4}  station / source / comment")
     for v in versions:
         print(f"{v.id:>7}  {fmt(v.valid_from):<20}  {fmt(v.valid_until):<20}  "
-              f"{fmt(v.recorded_at):<20}  {v.active_ifus:>4}  "
+              f"{fmt(v.recorded_at):<27}  {v.active_ifus:>4}  "
               + " / ".join(part for part in (v.station, v.source, v.comment) if part))
     if position_sets:
         print()
-        print(f"{'posset':>7}  {'valid_from':<20}  {'recorded_at':<20}  station / source / comment")
+        print(f"{'posset':>7}  {'valid_from':<20}  {'recorded_at':<27}  station / source / comment")
         for p in position_sets:
-            print(f"{p.id:>7}  {fmt(p.valid_from):<20}  {fmt(p.recorded_at):<20}  "
+            print(f"{p.id:>7}  {fmt(p.valid_from):<20}  {fmt(p.recorded_at):<27}  "
                   + " / ".join(part for part in (p.station, p.source, p.comment) if part))
     if not versions:
         print("(no versions yet: fplane-admin import FILE --valid-from D)")

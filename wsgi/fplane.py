@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Iterable, Mapping
 
 __all__ = [
@@ -115,8 +115,6 @@ class ParsedFile:
     rows: tuple[Row, ...]     # canonical order, one per seat
     notes: tuple[str, ...]    # oddities found and how they were read; empty for a clean full file
     errors: tuple[str, ...]   # problems that make the file unusable; rows may then be partial
-    # Seats the file itself has rows for (not filled in); what `import --positions` records.
-    listed: frozenset[int] = field(default=frozenset(), compare=False)
 
 
 def nominal_position(ifuslot: int) -> tuple[float, float]:
@@ -351,14 +349,16 @@ def _capped(messages: list[str]) -> tuple[str, ...]:
         f"... and {len(messages) - _MAX_MESSAGES} more not shown",)
 
 
-def parse_fplane(text: str) -> ParsedFile:
+def parse_fplane(text: str, complete: bool = True) -> ParsedFile:
     """Read any real-world variant of the file; never raises.
 
     Notes say what was odd and how it was read; errors say why the file
-    cannot be used.  See the module docstring and domain.md.
+    cannot be used.  See the module docstring and domain.md.  With
+    ``complete=False`` the rows are only those the file lists (a measured
+    position set): no 000 row or empty grid seats are added.
     """
     try:
-        return _parse(text, complete=True)[0]
+        return _parse(text, complete=complete)[0]
     except Exception as exc:  # pragma: no cover - a bug must not crash an import
         return ParsedFile((), (), (f"internal error while parsing: {exc!r}",))
 
@@ -559,8 +559,7 @@ def _parse(text, complete: bool) -> tuple[ParsedFile, dict[int, int]]:
             notes.append("no active VIRUS IFU in the file")
 
     line_of = {seat: lineno for seat, (lineno, _) in chosen.items()}
-    return (ParsedFile(canonical_order(rows), _capped(notes), _capped(errors), frozenset(chosen)),
-            line_of)
+    return ParsedFile(canonical_order(rows), _capped(notes), _capped(errors)), line_of
 
 
 def _note_shared_ids(chosen, notes):
