@@ -91,7 +91,7 @@ CODES = {
 }
 
 
-def http_status_line(code: int, post: bool = False) -> str:
-    """The WSGI status line for ``code`` ('202 Accepted' for an accepted POST)."""
-    status = 202 if (code == OK and post) else CODES[code].http_status
+def http_status_line(code: int) -> str:
+    """The WSGI status line for ``code``, e.g. '404 Not Found'."""
+    status = CODES[code].http_status
     return f"{status} {HTTPStatus(status).phrase}"

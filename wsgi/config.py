@@ -114,6 +114,11 @@ def load_config(path) -> Config:
 
 def _checked_values(parser, path) -> dict[str, dict[str, str]]:
     """Section -> key -> stripped text, defaults filled in; raises for missing or unknown keys."""
+    unknown_sections = sorted(set(parser.sections()) - set(_SCHEMA))
+    if unknown_sections:
+        # A misspelt section ("[Writter]") would otherwise silently fall back to defaults.
+        raise ConfigError(f"{path}: [{unknown_sections[0]}]: unknown section "
+                          f"(known: {', '.join(_SCHEMA)})")
     values = {}
     for section, keys in _SCHEMA.items():
         given = dict(parser.items(section)) if parser.has_section(section) else None

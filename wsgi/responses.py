@@ -65,7 +65,7 @@ class Prepared:
     code: int = codes.OK
     etag: str | None = None
     last_modified: float | None = None
-    not_modified_headers: list = field(default_factory=list)
+    not_modified_headers: list = field(init=False)
 
     def __post_init__(self):
         self.headers = [*self.headers, ("Content-Length", str(len(self.body)))]

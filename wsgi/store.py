@@ -115,13 +115,19 @@ class PositionSet:
     valid_until: int | None = None
 
 
+def _fixed(value: float) -> str:
+    # -0.0001 and 0.0001 are the same position; "%.3f" alone would write "-0.000" for one.
+    text = f"{value:.3f}"
+    return "0.000" if text == "-0.000" else text
+
+
 def content_hash(rows) -> str:
     """A digest of what a configuration says, independent of row order and float noise."""
     digest = hashlib.sha256()
     for r in sorted(rows, key=lambda r: r.ifuslot):
         digest.update(
-            f"{r.ifuslot:03d} {r.x:.3f} {r.y:.3f} {r.specid:03d} {r.specslot:03d} "
-            f"{r.ifuid:03d} {r.ifurot:.3f} {r.platesc:.3f} {int(r.active)}\n".encode()
+            f"{r.ifuslot:03d} {_fixed(r.x)} {_fixed(r.y)} {r.specid:03d} {r.specslot:03d} "
+            f"{r.ifuid:03d} {_fixed(r.ifurot)} {_fixed(r.platesc)} {int(r.active)}\n".encode()
         )
     return digest.hexdigest()
 
@@ -130,7 +136,7 @@ def positions_hash(positions: dict) -> str:
     digest = hashlib.sha256()
     for slot in sorted(positions):
         x, y = positions[slot]
-        digest.update(f"{slot:03d} {x:.3f} {y:.3f}\n".encode())
+        digest.update(f"{slot:03d} {_fixed(x)} {_fixed(y)}\n".encode())
     return digest.hexdigest()
 
 
@@ -302,8 +308,15 @@ class Store:
             " ORDER BY v.valid_from, v.recorded_at, v.id",
             (valid_from_min, valid_from_max),
         ).fetchall()
-        return [Version(*row, valid_until=self._next_valid_from("versions", row[1], NO_LIMIT))
-                for row in rows]
+        # valid_until is the next greater valid_from: one backwards pass over the sorted
+        # list (plus one probe past the range's end), not one query per version.
+        versions = []
+        next_from = self._next_valid_from("versions", rows[-1][1], NO_LIMIT) if rows else None
+        for row in reversed(rows):
+            if versions and versions[-1].valid_from > row[1]:
+                next_from = versions[-1].valid_from
+            versions.append(Version(*row, valid_until=next_from))
+        return versions[::-1]
 
     def position_set_history(self) -> list[PositionSet]:
         rows = self._db.execute(
