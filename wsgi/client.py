@@ -28,12 +28,13 @@ import argparse
 import http.client
 import os
 import re
-import secrets
 import sys
 import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
+
+from wsgi.files import write_atomically
 
 PROG = "get_fplane"
 DEFAULT_TIMEOUT = 30.0
@@ -67,7 +68,7 @@ def get_fplane_main(argv=None) -> int:
             where = "standard output"
         else:
             target = Path(args.output or default_filename(args.date, headers))
-            write_atomically(target, body)
+            _write_file(target, body)
             where = str(target)
     except Failed as err:
         print(err, file=sys.stderr)
@@ -184,32 +185,12 @@ def default_filename(date: str, headers) -> str:
     return "fplane.txt"
 
 
-def write_atomically(target: Path, data: bytes) -> None:
-    """Temporary file beside ``target``, fsync, rename: readers see the old file or the new one."""
-    temporary = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
+def _write_file(target: Path, data: bytes) -> None:
     try:
-        # O_EXCL: never write through a file or link someone left at that name; mode 0666
-        # so the umask decides, as for any file the user creates.
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(temporary, target)
-        except BaseException:
-            temporary.unlink(missing_ok=True)
-            raise
+        # 0o666: the umask decides, as for any file the user creates.
+        write_atomically(target, data, mode=0o666)
     except OSError as err:
         raise Failed(f"{PROG}: cannot write {target}: {err.strerror or err}") from None
-    try:
-        directory = os.open(target.parent, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(directory)  # make the rename itself durable
-        finally:
-            os.close(directory)
-    except OSError:
-        pass  # some file systems refuse fsync on a directory; the file is in place
 
 
 def _write_stdout(data: bytes) -> None:

@@ -5,6 +5,7 @@ one, and a success reported after these calls survives a power cut.
 """
 
 import os
+import secrets
 from pathlib import Path
 
 
@@ -30,7 +31,8 @@ def replace_durably(temporary: Path, target: Path) -> None:
 
 def write_atomically(target: Path, data: bytes, mode: int = 0o644) -> None:
     target = Path(target)
-    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    # A random part, not the pid: two threads, or a pid reused after a crash, never collide.
+    temporary = target.with_name(f".{target.name}.{secrets.token_hex(6)}.tmp")
     # O_EXCL: never write through a file (or link) someone else left at that name.
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     try:

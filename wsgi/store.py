@@ -91,6 +91,11 @@ class StoreUnavailable(Exception):
         self.detail = detail or message
 
 
+def _require_initialised(path: Path) -> None:
+    if not path.is_file():
+        raise StoreUnavailable("the store is not initialised (fplane-admin init)", f"no store file at {path}")
+
+
 @dataclass(frozen=True)
 class Version:
     id: int
@@ -161,32 +166,21 @@ class Store:
 
     @classmethod
     def open_readonly(cls, path: Path) -> "Store":
-        if not Path(path).is_file():
-            raise StoreUnavailable(
-                "the store is not initialised (fplane-admin init)", f"no store file at {path}"
-            )
-        try:
-            db = sqlite3.connect(f"{Path(path).absolute().as_uri()}?mode=ro", uri=True,
-                                 check_same_thread=False)
-            store = cls(db)
-            store._check_schema()
-        except sqlite3.Error as err:
-            raise StoreUnavailable("the store cannot be read", f"{path}: {err}") from None
-        except StoreUnavailable as err:
-            # The operator's log must say which file has the wrong schema.
-            db.close()
-            raise StoreUnavailable(str(err), f"{path}: {err.detail}") from None
-        return store
+        path = Path(path)
+        _require_initialised(path)
+        # One connection per worker process, used by that process only (uwsgi.ini runs
+        # single-threaded workers), so sqlite3's same-thread check stays on.
+        return cls._opened(path, "the store cannot be read", lambda: sqlite3.connect(
+            f"{path.absolute().as_uri()}?mode=ro", uri=True))
 
     @classmethod
     def open_writable(cls, path: Path, create: bool = False) -> "Store":
         """Open for writing; with ``create``, make the file and bring its schema up to date."""
         path = Path(path)
-        if not create and not path.is_file():
-            raise StoreUnavailable(
-                "the store is not initialised (fplane-admin init)", f"no store file at {path}"
-            )
-        try:
+        if not create:
+            _require_initialised(path)
+
+        def connect():
             # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE) so a write
             # never upgrades a read lock halfway and hits SQLITE_BUSY mid-transaction.
             db = sqlite3.connect(str(path), isolation_level=None, timeout=30)
@@ -194,16 +188,27 @@ class Store:
             # FULL: a commit is on disk (WAL fsynced) before we report success.
             db.execute("PRAGMA synchronous = FULL")
             db.execute("PRAGMA foreign_keys = ON")
+            return db
+
+        return cls._opened(path, "the store cannot be opened for writing", connect, migrate=create)
+
+    @classmethod
+    def _opened(cls, path: Path, failure: str, connect, migrate: bool = False) -> "Store":
+        db = None
+        try:
+            db = connect()
             store = cls(db)
-            if create:
+            if migrate:
                 store.migrate()
             store._check_schema()
-        except sqlite3.Error as err:
-            raise StoreUnavailable("the store cannot be opened for writing", f"{path}: {err}") from None
-        except StoreUnavailable as err:
-            db.close()
-            raise StoreUnavailable(str(err), f"{path}: {err.detail}") from None
-        return store
+            return store
+        except (sqlite3.Error, StoreUnavailable) as err:
+            if db is not None:
+                db.close()
+            if isinstance(err, StoreUnavailable):
+                # The operator's log must say which file has the wrong schema.
+                raise StoreUnavailable(str(err), f"{path}: {err.detail}") from None
+            raise StoreUnavailable(failure, f"{path}: {err}") from None
 
     def close(self) -> None:
         self._db.close()
