@@ -101,14 +101,15 @@ class FplaneReader:
         t = dates.to_micros(instant)
         k = NO_LIMIT if known_at is None else dates.to_micros(known_at)
 
-        version = store.version_at(t, k)
-        if version is None:
-            raise CodedError(codes.NO_CONFIGURATION, _no_configuration_message(store, instant, k))
-        position_set = store.position_set_at(t, k) if query.actual else None
-        if query.as_json:
-            body = self._json_body(store, query, instant, version, position_set)
-        else:
-            body = self._text_body(store, query, instant, version, position_set)
+        with store.snapshot():
+            version = store.version_at(t, k)
+            if version is None:
+                raise CodedError(codes.NO_CONFIGURATION, _no_configuration_message(store, instant, k))
+            position_set = store.position_set_at(t, k) if query.actual else None
+            if query.as_json:
+                body = self._json_body(store, query, instant, version, position_set)
+            else:
+                body = self._text_body(store, query, instant, version, position_set)
         filename_date = query.datestr or dates.night_label(now, self._site_tz)
         return Answer(version, position_set, body,
                       f"fplane{filename_date}.{'json' if query.as_json else 'txt'}")

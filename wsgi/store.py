@@ -21,6 +21,7 @@ version lives in ``PRAGMA user_version``; ``migrate()`` brings an older file up 
 
 import hashlib
 import sqlite3
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -245,6 +246,16 @@ class Store:
                 self._db.execute("ROLLBACK")
                 raise
         return SCHEMA_VERSION
+
+    @contextmanager
+    def snapshot(self):
+        """Reads inside see one committed state of the store, whatever the writer does
+        meanwhile (a version and its position set never come from two states)."""
+        self._db.execute("BEGIN")
+        try:
+            yield self
+        finally:
+            self._db.execute("COMMIT")
 
     def data_version(self) -> int:
         """Changes whenever another connection has committed: the cheap "did the store change?"."""
