@@ -1,0 +1,703 @@
+"""The update side: from a posted hardware status to the new full configuration.
+
+Pure functions, no I/O and no clock: callers pass ``now``, the site time zone,
+the previous version's rows and the site's static rows.
+
+The telescope control system (TCS) posts ``data`` = ``{"config": <hardware
+status>, "commit": true|false}`` (contract.md section 5)::
+
+    {"timestamp": "2018-07-15T17:02:11Z",
+     "spectrographs": [
+       {"specid": "315", "specslot": "218", "ifuslot": "021", "ifuid": "073"},
+       {"specid": "000", "specslot": "241", "ifuslot": "013", "ifuid": "043"}]}
+
+The steps, in the contract's order of checks::
+
+    data = decode_update(text)                        # 208 / 209
+    status = parse_status(data["config"], site_tz)    # 209, every problem listed
+    check_timestamp(status.timestamp, now, max_age, max_future)   # 210 / 211
+    rows = build_configuration(status, previous_rows, static_rows)
+    is_suspicious(previous_rows, rows)                # 103: held for review
+    new_hardware(previous_rows, rows)                 # for the notification
+
+A status describes the 78 VIRUS seats only.  The 000 reference row, LRS2 (056,
+066) and the non-grid fibre bundles (555, 600-616, ...) are carried over from
+the previous version, or taken from ``[Site] static_rows`` when there is none.
+Grid seats are written at their nominal positions: measured positions live in
+position sets (``POST /positions``, ``positions_from_update``).
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, tzinfo
+from typing import Any, Iterable, Mapping
+
+from wsgi import codes, dates
+from wsgi.fplane import (
+    ALWAYS_EMPTY_SLOTS,
+    GRID_SLOTS,
+    LRS2_SLOTS,
+    REFERENCE_ROW,
+    REFERENCE_SLOT,
+    VIRUS_SLOTS,
+    Row,
+    canonical_order,
+    nominal_position,
+)
+
+__all__ = [
+    "UpdateError", "SeatEntry", "HardwareStatus",
+    "decode_update", "parse_status", "build_configuration", "check_timestamp",
+    "deactivated_fraction", "is_suspicious", "new_hardware", "positions_from_update",
+    "MAX_POSITION_OFFSET", "SUSPICIOUS_FRACTION", "MAX_PROBLEMS",
+]
+
+# A status that would switch off this fraction of the active IFUs (or more) at
+# once is held for review (contract: "half or more").
+SUSPICIOUS_FRACTION = 0.5
+# Measured centres are a few tenths of an arcsec off nominal, at most about 2.4"
+# in real files (domain.md); 10" away is a wrong seat or wrong units.
+MAX_POSITION_OFFSET = 10.0
+# Every problem is listed, but a hostile payload (a million bad entries fits in
+# [Server] max_body) must not turn into a multi-megabyte answer.
+MAX_PROBLEMS = 1000
+
+_GRID_SET = frozenset(GRID_SLOTS)
+_VIRUS_SET = frozenset(VIRUS_SLOTS)
+_ID_RE = re.compile(r"[0-9]{1,3}\Z")  # ASCII only: str.isdigit() accepts other scripts
+_ID_KEYS = ("ifuslot", "specid", "specslot", "ifuid")
+_EXAMPLE_TIMESTAMP = "2018-07-15T17:02:11Z"
+
+
+# --------------------------------------------------------------------------
+# Results and errors
+
+class UpdateError(Exception):
+    """A refused update: ``code`` (wsgi.codes), a one-line ``message`` and, for
+    209, ``problems``: every problem found, each a short line naming its place."""
+
+    def __init__(self, code: int, message: str, problems: Iterable[str] = ()):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.problems = _capped(problems)
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def _invalid(what: str, problems: list[str]) -> UpdateError:
+    n = len(problems)
+    return UpdateError(codes.INVALID_DATA,
+                       f"{what}: {n} problem{'' if n == 1 else 's'}", problems)
+
+
+def _capped(problems: Iterable[str]) -> tuple[str, ...]:
+    problems = tuple(problems)
+    if len(problems) <= MAX_PROBLEMS:
+        return problems
+    return problems[:MAX_PROBLEMS] + (f"... and {len(problems) - MAX_PROBLEMS} more problems",)
+
+
+@dataclass(frozen=True, slots=True)
+class SeatEntry:
+    """One listed seat of a hardware status; ids as integers (000 -> 0)."""
+    ifuslot: int
+    specid: int      # 0: a bundle without a spectrograph (inactive seat)
+    specslot: int
+    ifuid: int
+
+
+@dataclass(frozen=True)
+class HardwareStatus:
+    timestamp: datetime                 # aware, UTC
+    entries: tuple[SeatEntry, ...]      # in the order given
+    raw: Mapping[str, Any] = field(compare=False, repr=False)  # as posted, unknown keys too
+
+
+# --------------------------------------------------------------------------
+# Showing posted values in messages
+
+def _show(value: Any) -> str:
+    """A short, ASCII, JSON-ish rendering of a posted value for a problem line."""
+    if isinstance(value, str):
+        # ascii(): messages may reach HTTP headers (Latin-1) and must show
+        # invisible characters.
+        return ascii(value[:40]) + ("..." if len(value) > 40 else "")
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        # str() of an int above 4300 digits raises ValueError in Python 3.11.
+        return str(value) if abs(value) < 10 ** 30 else "a very large number"
+    if isinstance(value, float):
+        return repr(value)
+    return _kind(value)
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, (list, tuple)):
+        return "an array"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if value is None:
+        return "null"
+    return type(value).__name__
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+# --------------------------------------------------------------------------
+# Decoding the posted ``data``
+
+# A string (possibly unterminated: json.loads reports that), or one structural
+# character.  Strings are skipped whole so brackets inside them do not count.
+_STRUCTURE_RE = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*(?:"|\Z)|[\[{]|[\]}]|,', re.S)
+_LONGEST_INT = 30   # digits; ids are 3, and int() of 4300+ digits raises in 3.11
+
+
+def _check_size(text: str, max_depth: int, max_items: int) -> str | None:
+    """Nesting depth and item count, found without parsing (and without recursion):
+    json.loads recurses once per level, so 10,000 ``[`` would blow the stack."""
+    depth = 0
+    items = 0
+    for match in _STRUCTURE_RE.finditer(text):
+        c = match.group()[0]
+        if c in "[{":
+            depth += 1
+            items += 1
+            if depth > max_depth:
+                return (f"data nests deeper than {max_depth} levels of arrays and objects "
+                        f"(an update needs at most 4)")
+        elif c in "]}":
+            depth = max(depth - 1, 0)
+        elif c == ",":
+            items += 1
+        else:
+            continue
+        if items > max_items:
+            return (f"data has more than {max_items} items (array elements and object "
+                    f"members); a hardware status has a few hundred")
+    return None
+
+
+def decode_update(data_text: str, *, payload: str = "config", max_depth: int = 16,
+                  max_items: int = 10_000) -> dict:
+    """The posted ``data`` field -> the decoded JSON object.
+
+    ``payload`` names the key that must be there: ``config`` (the hardware
+    status, ``POST /fplane``) or ``positions`` (``POST /positions``); its content
+    is checked by ``parse_status`` / ``positions_from_update``.  ``commit`` must
+    be true or false; ``valid_from``, when present and not null, a string.
+    Top-level keys are case-insensitive like the status's; the known ones come
+    back lower-case, others as posted.
+
+    Raises UpdateError 208 (not JSON) or 209 (too deep / too many items, NaN or
+    Infinity, duplicate keys, not an object, missing or ill-typed fields; all
+    problems listed).
+    """
+    if isinstance(data_text, (bytes, bytearray)):
+        try:
+            data_text = bytes(data_text).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise UpdateError(codes.BAD_JSON, f"data is not valid UTF-8 ({exc.reason} at "
+                                              f"byte {exc.start})") from None
+    if not isinstance(data_text, str):
+        raise UpdateError(codes.BAD_JSON, f"data must be JSON text, not {type(data_text).__name__}")
+    if data_text.startswith("\ufeff"):
+        data_text = data_text[1:]   # a BOM some editors write; harmless
+
+    too_big = _check_size(data_text, max_depth, max_items)
+    if too_big:
+        raise UpdateError(codes.INVALID_DATA, too_big, (too_big,))
+
+    problems: list[str] = []
+
+    def pairs_hook(pairs):
+        obj = {}
+        for key, value in pairs:
+            if key in obj:
+                problems.append(f"key {_show(key)} appears twice in one object")
+            obj[key] = value
+        return obj
+
+    def constant(name):
+        problems.append(f"{name} is not a number JSON allows")
+        return None
+
+    def number(text):
+        value = float(text)
+        if not math.isfinite(value):
+            problems.append(f"number {_show(text)} is out of range")
+            return None
+        return value
+
+    def integer(text):
+        if len(text.lstrip("-")) > _LONGEST_INT:
+            problems.append(f"integer of {len(text.lstrip('-'))} digits is out of range")
+            return None
+        return int(text)
+
+    try:
+        data = json.loads(data_text, object_pairs_hook=pairs_hook, parse_constant=constant,
+                          parse_float=number, parse_int=integer)
+    except json.JSONDecodeError as exc:
+        raise UpdateError(codes.BAD_JSON, f"data is not valid JSON: {exc.msg} at line "
+                                          f"{exc.lineno} column {exc.colno}") from None
+    except RecursionError:  # pragma: no cover - _check_size bounds the depth first
+        raise _invalid("data is invalid", ["data nests too deeply"]) from None
+
+    if not isinstance(data, dict):
+        problems.insert(0, f'data must be a JSON object {{"{payload}": ..., "commit": '
+                           f'true|false}}, not {_kind(data)}')
+        raise _invalid("data is invalid", problems)
+
+    data, key_problems = _lower_known_keys(data, ("commit", "valid_from", payload))
+    problems.extend(key_problems)
+
+    what = "the hardware status" if payload == "config" else f"the {payload}"
+    if payload not in data:
+        problems.append(f"{payload} is missing ({what})")
+    if "commit" not in data:
+        problems.append("commit is missing (true to store, false for a dry run)")
+    elif not isinstance(data["commit"], bool):
+        problems.append(f"commit must be true or false, not {_show(data['commit'])}")
+    valid_from = data.get("valid_from")
+    if valid_from is not None and not isinstance(valid_from, str):
+        problems.append(f"valid_from must be a date string such as {_EXAMPLE_TIMESTAMP!r}, "
+                        f"not {_show(valid_from)}")
+    if problems:
+        raise _invalid("data is invalid", problems)
+    return data
+
+
+def _lower_known_keys(obj: dict, known: Iterable[str], where: str = ""
+                      ) -> tuple[dict, list[str]]:
+    """Keys matching ``known`` case-insensitively are renamed to their lower-case
+    form; two spellings of one key are a problem."""
+    known = set(known)
+    out: dict = {}
+    spelled: dict[str, str] = {}
+    problems = []
+    for key, value in obj.items():
+        lower = key.lower() if isinstance(key, str) and key.isascii() else None
+        if lower in known:
+            if lower in spelled:
+                problems.append(f"{where}keys {_show(spelled[lower])} and {_show(key)} "
+                                f"are both given")
+                continue
+            spelled[lower] = key
+            out[lower] = value
+        elif key not in out:
+            out[key] = value
+    return out, problems
+
+
+# --------------------------------------------------------------------------
+# The hardware status
+
+def _parse_id(value: Any) -> int | None:
+    """An id: an int 0..999 or a string of 1-3 ASCII digits; None otherwise."""
+    if isinstance(value, bool):
+        return None   # True is an int to Python, not an id to anyone
+    if isinstance(value, int):
+        return value if 0 <= value <= 999 else None
+    if isinstance(value, str) and _ID_RE.match(value):
+        return int(value)
+    return None
+
+
+def _seat_problem(seat: int) -> str | None:
+    """Why ``seat`` cannot be listed in a status, or None for a VIRUS seat."""
+    if seat in _VIRUS_SET:
+        return None
+    if seat in LRS2_SLOTS:
+        name = "LRS2-B" if seat == LRS2_SLOTS[0] else "LRS2-R"
+        return (f"unknown seat {seat:03d}: it holds {name}, which is not part of a hardware "
+                f"status (carried over from the previous version)")
+    if seat in ALWAYS_EMPTY_SLOTS:
+        return f"unknown seat {seat:03d}: the central seats 054, 055, 064, 065 are always empty"
+    if seat == REFERENCE_SLOT:
+        return ("unknown seat 000: the reference row is not part of a hardware status "
+                "(carried over from the previous version)")
+    if seat in _GRID_SET:  # pragma: no cover - every grid seat is one of the above
+        return f"unknown seat {seat:03d}"
+    return (f"unknown seat {seat:03d}: not a VIRUS seat of the IFU grid (special rows are "
+            f"carried over from the previous version)")
+
+
+def parse_status(status: Any, site_tz: tzinfo) -> HardwareStatus:
+    """Check a hardware status (the posted ``config``) and read it.
+
+    Every problem is collected, then one UpdateError 209 lists them all: not an
+    object, ``timestamp`` missing or not a date, ``spectrographs`` missing or not
+    a list, an entry without one of ifuslot / specid / specslot / ifuid, a
+    malformed id (an int 0..999 or a string of 1-3 ASCII digits; booleans are
+    not ids), a seat that is not a VIRUS seat, the same seat, the same IFU or the
+    same active spectrograph listed twice.  Keys are case-insensitive; unknown
+    keys are ignored (they stay in ``raw``).  ``site_tz`` only matters for a
+    timestamp that is a bare date (local midnight).
+    """
+    if not isinstance(status, dict):
+        raise _invalid("the hardware status is invalid",
+                       [f"config (the hardware status) must be an object, not {_kind(status)}"])
+    problems: list[str] = []
+    fields, key_problems = _lower_known_keys(status, ("timestamp", "spectrographs"))
+    problems.extend(key_problems)
+
+    timestamp = _parse_timestamp(fields, site_tz, problems)
+
+    entries: list[SeatEntry] = []
+    spectrographs = fields.get("spectrographs")
+    if "spectrographs" not in fields:
+        problems.append("spectrographs is missing (the list of seats with their specid, "
+                        "specslot, ifuslot and ifuid)")
+    elif not isinstance(spectrographs, list):
+        problems.append(f"spectrographs must be a list, not {_kind(spectrographs)}")
+    else:
+        entries = _parse_entries(spectrographs, problems)
+
+    if problems:
+        raise _invalid("the hardware status is invalid", problems)
+    return HardwareStatus(timestamp, tuple(entries), status)
+
+
+def _parse_timestamp(fields: dict, site_tz: tzinfo, problems: list[str]) -> datetime | None:
+    if "timestamp" not in fields:
+        problems.append(f"timestamp is missing (when the status was taken, e.g. "
+                        f"{_EXAMPLE_TIMESTAMP!r})")
+        return None
+    value = fields["timestamp"]
+    if not isinstance(value, str):
+        problems.append(f"timestamp must be a string such as {_EXAMPLE_TIMESTAMP!r}, "
+                        f"not {_show(value)}")
+        return None
+    if dates.means_now(value):
+        problems.append(f"timestamp {_show(value)} is not an instant: give the time the "
+                        f"status was taken, e.g. {_EXAMPLE_TIMESTAMP!r}")
+        return None
+    try:
+        # `now` only answers the "now" words, excluded above.
+        return dates.parse_datestr(value, site_tz, dates.EPOCH)
+    except dates.DateError as exc:
+        problems.append(f"timestamp: {exc}")
+        return None
+
+
+def _parse_entries(spectrographs: list, problems: list[str]) -> list[SeatEntry]:
+    entries: list[SeatEntry] = []
+    seen_seat: dict[int, int] = {}               # seat -> index
+    seen_ifu: dict[int, tuple[int, int]] = {}    # ifuid -> (index, seat)
+    seen_spec: dict[int, tuple[int, int]] = {}   # active specid -> (index, seat)
+    for index, item in enumerate(spectrographs):
+        where = f"spectrographs[{index}]"
+        if not isinstance(item, dict):
+            problems.append(f"{where}: must be an object with ifuslot, specid, specslot and "
+                            f"ifuid, not {_kind(item)}")
+            continue
+        fields, key_problems = _lower_known_keys(item, _ID_KEYS)
+        raw_seat = fields.get("ifuslot")
+        seat = _parse_id(raw_seat)
+        if seat is not None:
+            where += f" (seat {seat:03d})"
+        problems.extend(f"{where}: {p}" for p in key_problems)
+
+        ids: dict[str, int] = {}
+        for key in _ID_KEYS:
+            if key not in fields:
+                problems.append(f"{where}: {key} is missing")
+                continue
+            value = _parse_id(fields[key])
+            if value is None:
+                problems.append(f"{where}: {key} {_show(fields[key])} is not an id of 1-3 "
+                                f"digits")
+            else:
+                ids[key] = value
+
+        if seat is not None:
+            seat_problem = _seat_problem(seat)
+            if seat_problem:
+                problems.append(f"{where}: {seat_problem}")
+                continue
+            if seat in seen_seat:
+                problems.append(f"{where}: seat {seat:03d} is listed twice (also "
+                                f"spectrographs[{seen_seat[seat]}])")
+                continue
+            seen_seat[seat] = index
+        ifuid = ids.get("ifuid")
+        if ifuid:   # 000: no bundle; it may repeat
+            if ifuid in seen_ifu:
+                other, other_seat = seen_ifu[ifuid]
+                problems.append(f"{where}: IFU {ifuid:03d} is listed twice (also "
+                                f"spectrographs[{other}], {_seat_text(other_seat)})")
+            elif seat is not None:
+                seen_ifu[ifuid] = (index, seat)
+        specid = ids.get("specid")
+        if specid:  # 000: no spectrograph (inactive seat); it may repeat
+            if specid in seen_spec:
+                other, other_seat = seen_spec[specid]
+                problems.append(f"{where}: active spectrograph {specid:03d} is listed twice "
+                                f"(also spectrographs[{other}], {_seat_text(other_seat)})")
+            elif seat is not None:
+                seen_spec[specid] = (index, seat)
+        if len(ids) == len(_ID_KEYS):
+            entries.append(SeatEntry(ids["ifuslot"], ids["specid"], ids["specslot"],
+                                     ids["ifuid"]))
+    return entries
+
+
+def _seat_text(seat: int) -> str:
+    return f"seat {seat:03d}"
+
+
+# --------------------------------------------------------------------------
+# The new configuration
+
+def _empty_row(seat: int) -> Row:
+    return Row(seat, *nominal_position(seat), 0, 0, 0, 0.0, 1.0, False)
+
+
+def _at_nominal(row: Row) -> Row:
+    x, y = nominal_position(row.ifuslot)
+    if (row.x, row.y) == (x, y):
+        return row
+    return Row(row.ifuslot, x, y, row.specid, row.specslot, row.ifuid, row.ifurot,
+               row.platesc, row.active)
+
+
+def build_configuration(status: HardwareStatus, previous_rows: Iterable[Row] | None,
+                        static_rows: Iterable[Row]) -> tuple[Row, ...]:
+    """The new full configuration, in canonical order (fplane.canonical_order).
+
+    - The 78 VIRUS seats: listed ones from the status (active iff SPECID is not
+      000), unlisted ones empty (000 000 000) and inactive; with the always-empty
+      central seats, at nominal positions.
+    - 000, LRS2 (056, 066) and every non-grid row: carried over from
+      ``previous_rows``, or taken from ``static_rows`` when there is no previous
+      version (None or empty).  LRS2 keeps its ids and state but, like every grid
+      seat, sits at its nominal position (measured positions live in position
+      sets); an LRS2 seat the source lacks is empty.  The 000 row falls back to
+      the static one, then to fplane.REFERENCE_ROW.
+    """
+    previous_rows = tuple(previous_rows or ())
+    static_rows = tuple(static_rows)
+    source = previous_rows or static_rows
+    by_seat = {r.ifuslot: r for r in source}
+
+    rows: dict[int, Row] = {s: _empty_row(s) for s in GRID_SLOTS}
+    for s in LRS2_SLOTS:
+        if s in by_seat:
+            rows[s] = _at_nominal(by_seat[s])
+    for s, r in by_seat.items():
+        if s != REFERENCE_SLOT and s not in _GRID_SET:
+            rows[s] = r
+    reference = (by_seat.get(REFERENCE_SLOT)
+                 or next((r for r in static_rows if r.ifuslot == REFERENCE_SLOT), None)
+                 or REFERENCE_ROW)
+    rows[REFERENCE_SLOT] = reference
+
+    for e in status.entries:
+        # parse_status guarantees VIRUS seats listed once.
+        rows[e.ifuslot] = Row(e.ifuslot, *nominal_position(e.ifuslot), e.specid, e.specslot,
+                              e.ifuid, 0.0, 1.0, e.specid != 0)
+    return canonical_order(rows.values())
+
+
+# --------------------------------------------------------------------------
+# Judging the change
+
+def _active_ifus(rows: Iterable[Row]) -> set[tuple[str, int]]:
+    """Active VIRUS IFUs, by IFUID (an IFU moved to another seat is still active);
+    an active row without an IFUID counts by its seat."""
+    return {("ifu", r.ifuid) if r.ifuid else ("seat", r.ifuslot)
+            for r in rows if r.active and r.ifuslot in _VIRUS_SET}
+
+
+def deactivated_fraction(previous_rows: Iterable[Row] | None, new_rows: Iterable[Row]) -> float:
+    """Fraction of the previously active VIRUS IFUs that are not active in
+    ``new_rows`` (wherever they sit); 0.0 when none was active."""
+    before = _active_ifus(previous_rows or ())
+    if not before:
+        return 0.0
+    after = _active_ifus(new_rows)
+    return len(before - after) / len(before)
+
+
+def is_suspicious(previous_rows: Iterable[Row] | None, new_rows: Iterable[Row]) -> bool:
+    """True when the update would switch off half or more of the active IFUs at
+    once (contract: held for review, code 103)."""
+    return deactivated_fraction(previous_rows, new_rows) >= SUSPICIOUS_FRACTION
+
+
+def new_hardware(previous_rows: Iterable[Row] | None, new_rows: Iterable[Row]) -> list[str]:
+    """Spectrographs and IFUs on a VIRUS seat of ``new_rows`` (active or just
+    installed) whose id appears nowhere in ``previous_rows``, in seat order, e.g.
+    ``spectrograph 025 appears (seat 093)``.  Empty without previous rows (the
+    first configuration is not news)."""
+    previous_rows = tuple(previous_rows or ())
+    if not previous_rows:
+        return []
+    known_specs = {r.specid for r in previous_rows}
+    known_ifus = {r.ifuid for r in previous_rows}
+    out: list[str] = []
+    for r in sorted(new_rows, key=lambda r: r.ifuslot):
+        if r.ifuslot not in _VIRUS_SET:
+            continue
+        if r.specid and r.specid not in known_specs:
+            out.append(f"spectrograph {r.specid:03d} appears (seat {r.ifuslot:03d})")
+            known_specs.add(r.specid)
+        if r.ifuid and r.ifuid not in known_ifus:
+            out.append(f"IFU {r.ifuid:03d} appears (seat {r.ifuslot:03d})")
+            known_ifus.add(r.ifuid)
+    return out
+
+
+# --------------------------------------------------------------------------
+# The time stamp
+
+def _seconds(value: int | float | timedelta) -> float:
+    return value.total_seconds() if isinstance(value, timedelta) else float(value)
+
+
+def _duration(seconds: float) -> str:
+    """'7 h 2 min', '45 s', '1 d 3 h': whole seconds, zero parts left out."""
+    total = math.ceil(seconds)   # up: just beyond a limit never reads as the limit
+    if total == 0:
+        return "0 s"
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60), ("s", 1)):
+        n, total = divmod(total, size)
+        if n:
+            parts.append(f"{n} {unit}")
+    return " ".join(parts)
+
+
+def _limit_text(name: str, seconds: float) -> str:
+    shown = f"{seconds:g}" if seconds != int(seconds) else f"{int(seconds)}"
+    return f"[Update] {name} = {shown} s ({_duration(seconds)})"
+
+
+def check_timestamp(timestamp: datetime, now: datetime, max_age: int | float | timedelta,
+                    max_future: int | float | timedelta) -> None:
+    """Refuse a status taken more than ``max_age`` before ``now`` (210) or stamped
+    more than ``max_future`` after it (211); limits in seconds (config.ini) or
+    timedeltas.  Exactly at a limit is accepted."""
+    age = (now - timestamp).total_seconds()
+    max_age_s, max_future_s = _seconds(max_age), _seconds(max_future)
+    stamp = dates.format_instant(timestamp)
+    if age > max_age_s:
+        raise UpdateError(codes.TOO_OLD,
+                          f"hardware status is {_duration(age)} old (timestamp {stamp}, now "
+                          f"{dates.format_instant(now)}); the limit is "
+                          f"{_limit_text('max_age', max_age_s)}")
+    if -age > max_future_s:
+        raise UpdateError(codes.TOO_FAR_IN_FUTURE,
+                          f"hardware status time stamp is {_duration(-age)} in the future "
+                          f"(timestamp {stamp}, now {dates.format_instant(now)}); the limit is "
+                          f"{_limit_text('max_future', max_future_s)}; is a clock wrong?")
+
+
+# --------------------------------------------------------------------------
+# Measured positions (POST /positions)
+
+def _parse_coordinate(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        value = float(value)
+    except OverflowError:   # an int beyond float range
+        return None
+    return value if math.isfinite(value) else None
+
+
+def positions_from_update(data: Mapping[str, Any]) -> dict[int, tuple[float, float]]:
+    """``{"positions": [{"ifuslot": "021", "x": -349.8, "y": 350.2}, ...]}`` (the
+    decoded data of ``POST /positions``) -> seat -> (x, y), arcsec.
+
+    Any grid seat may be measured; x and y are finite numbers within
+    MAX_POSITION_OFFSET arcsec of the seat's nominal centre.  Keys are
+    case-insensitive.  Every problem (malformed entry, unknown seat, a seat
+    listed twice, an empty list) goes into one UpdateError 209.
+    """
+    if not isinstance(data, Mapping):
+        raise _invalid("the positions are invalid",
+                       [f"data must be an object with positions, not {_kind(data)}"])
+    problems: list[str] = []
+    fields, key_problems = _lower_known_keys(dict(data), ("positions",))
+    problems.extend(key_problems)
+    positions = fields.get("positions")
+    out: dict[int, tuple[float, float]] = {}
+    if "positions" not in fields:
+        problems.append('positions is missing (a list of {"ifuslot", "x", "y"})')
+    elif not isinstance(positions, list):
+        problems.append(f"positions must be a list, not {_kind(positions)}")
+    elif not positions:
+        problems.append("positions is empty: nothing to store")
+    else:
+        seen: dict[int, int] = {}
+        for index, item in enumerate(positions):
+            where = f"positions[{index}]"
+            if not isinstance(item, dict):
+                problems.append(f"{where}: must be an object with ifuslot, x and y, not "
+                                f"{_kind(item)}")
+                continue
+            item, item_problems = _lower_known_keys(item, ("ifuslot", "x", "y"))
+            seat = _parse_id(item.get("ifuslot"))
+            if seat is not None:
+                where += f" (seat {seat:03d})"
+            problems.extend(f"{where}: {p}" for p in item_problems)
+            ok = True
+            if "ifuslot" not in item:
+                problems.append(f"{where}: ifuslot is missing")
+                ok = False
+            elif seat is None:
+                problems.append(f"{where}: ifuslot {_show(item['ifuslot'])} is not an id of "
+                                f"1-3 digits")
+                ok = False
+            elif seat not in _GRID_SET:
+                problems.append(f"{where}: unknown seat {seat:03d}: not a seat of the IFU grid")
+                ok = False
+            elif seat in seen:
+                problems.append(f"{where}: seat {seat:03d} is listed twice (also "
+                                f"positions[{seen[seat]}])")
+                ok = False
+            else:
+                seen[seat] = index
+            xy = []
+            for key in ("x", "y"):
+                if key not in item:
+                    problems.append(f"{where}: {key} is missing")
+                    ok = False
+                    continue
+                value = _parse_coordinate(item[key])
+                if value is None:
+                    problems.append(f"{where}: {key} {_show(item[key])} is not a finite number "
+                                    f"(arcsec)")
+                    ok = False
+                xy.append(value)
+            if not ok:
+                continue
+            x, y = xy
+            nx, ny = nominal_position(seat)
+            off = math.hypot(x - nx, y - ny)
+            if off > MAX_POSITION_OFFSET:
+                problems.append(f"{where}: ({x:g}, {y:g}) is {off:.1f} arcsec from the seat's "
+                                f"nominal centre ({nx:g}, {ny:g}); at most "
+                                f"{MAX_POSITION_OFFSET:g} is plausible")
+                continue
+            out[seat] = (x, y)
+    if problems:
+        raise _invalid("the positions are invalid", problems)
+    return out
