@@ -6,6 +6,9 @@
     fplane-admin -c config.ini history
     fplane-admin -c config.ini verify
     fplane-admin -c config.ini backup FILE
+    fplane-admin -c config.ini add-station ID --name N --roles R   (prints the new password last)
+    fplane-admin -c config.ini passwd ID
+    fplane-admin -c config.ini stations
 
 Exit status: 0 done, 1 refused or failed (the reason on standard error), 2 bad usage.
 Besides the writer, this is the only program that writes to the store.
@@ -19,6 +22,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from wsgi import dates, fplane
+from wsgi import stations
 from wsgi.config import ConfigError, load_config
 from wsgi.files import replace_durably, write_atomically
 from wsgi.reading import FplaneQuery, FplaneReader
@@ -87,6 +91,22 @@ def _parser() -> argparse.ArgumentParser:
     backup = commands.add_parser("backup", help="an online, consistent copy of the store")
     backup.add_argument("file", type=Path, metavar="FILE")
     backup.set_defaults(command=cmd_backup)
+
+    add_station = commands.add_parser(
+        "add-station", help="add a station; prints its new password once, alone on the last line")
+    add_station.add_argument("station_id", metavar="ID", help=stations.STATION_ID_RULE)
+    add_station.add_argument("--name", required=True, metavar="N", help="who or what it is")
+    add_station.add_argument("--roles", required=True, metavar="R",
+                             help="config, positions or both (config;positions)")
+    add_station.set_defaults(command=cmd_add_station)
+
+    passwd = commands.add_parser(
+        "passwd", help="give a station a new password; prints it once, alone on the last line")
+    passwd.add_argument("station_id", metavar="ID")
+    passwd.set_defaults(command=cmd_passwd)
+
+    commands.add_parser("stations", help="list the stations and their roles").set_defaults(
+        command=cmd_stations)
     return parser
 
 
@@ -252,6 +272,49 @@ def cmd_backup(config, args) -> int:
     # The copy is complete and checked: make it durable, then put it in place atomically.
     replace_durably(temporary, target)
     print(f"backup of {versions} versions written to {target} ({target.stat().st_size} bytes)")
+    return 0
+
+
+def cmd_add_station(config, args) -> int:
+    try:
+        password = stations.add_station(config.station_list, args.station_id, args.name,
+                                            args.roles)
+    except ValueError as err:
+        raise Refused(str(err)) from None
+    roles = stations.format_roles(stations.parse_roles(args.roles))
+    print(f"added station {args.station_id} ({args.name.strip()}; roles {roles}) to "
+          f"{config.station_list}; its password, shown only this once:")
+    print(password)  # alone on the last line: `fplane-admin ... | tail -1` takes it
+    return 0
+
+
+def cmd_passwd(config, args) -> int:
+    try:
+        password = stations.set_password(config.station_list, args.station_id)
+    except ValueError as err:
+        raise Refused(str(err)) from None
+    print(f"new password for station {args.station_id} (the old one no longer works; "
+          f"running workers notice at their next request), shown only this once:")
+    print(password)  # alone on the last line
+    return 0
+
+
+def cmd_stations(config, args) -> int:
+    if not config.station_list.exists():
+        raise Refused(f"{config.station_list}: no station list (fplane-admin init makes one)")
+    listed = stations.StationList(config.station_list)
+    known = listed.stations()  # never the hashes
+    if known:
+        id_width = max(len("station_id"), *(len(s.station_id) for s in known))
+        name_width = max(len("name"), *(len(s.name) for s in known))
+        print(f"{'station_id':<{id_width}}  {'name':<{name_width}}  roles")
+        for s in known:
+            print(f"{s.station_id:<{id_width}}  {s.name:<{name_width}}  "
+                  f"{stations.format_roles(s.roles) or '(none)'}")
+    else:
+        print("(no stations yet: fplane-admin add-station ID --name N --roles R)")
+    for problem in listed.problems:
+        print(f"problem: {problem}")
     return 0
 
 
