@@ -18,9 +18,9 @@ from urllib.parse import parse_qs
 
 from webob import Request
 
-from wsgi import codes, dates
+from wsgi import codes, dates, process
 from wsgi.config import ConfigError, load_config
-from wsgi.logs import make_logger
+from wsgi.logs import RequestLog, make_logger
 from wsgi.reading import FplaneReader, parse_query
 from wsgi.responses import TEXT, CodedError, Prepared, error_response, wants_json
 from wsgi.store import Store, StoreUnavailable
@@ -66,9 +66,9 @@ class WorkerStore:
         self._data_version = None
 
     def get(self) -> Store:
-        if self._store is None or self._pid != os.getpid():
+        if self._store is None or self._pid != process.pid():
             self._store = Store.open_readonly(self._path)
-            self._pid = os.getpid()
+            self._pid = process.pid()
             self._data_version = None
         return self._store
 
@@ -83,6 +83,7 @@ class Service:
     def __init__(self, config):
         self.config = config
         self.log = make_logger(config, "web")
+        self.request_log = RequestLog(config)
         self.store = WorkerStore(config.store_path)
         self.reader = FplaneReader(config)
         self.routes = (
@@ -107,10 +108,9 @@ class Service:
                 _error_wants_json(environ),
             )
         status, body = prepared.serve(environ, start_response)
-        self.log.info(
-            "%s %s %s %d %s %.2fms",
-            environ.get("REMOTE_ADDR", "-"), environ.get("REQUEST_METHOD"), _path(environ),
-            prepared.code, status[:3], (time.perf_counter() - started) * 1000,
+        self.request_log.write(
+            f"{environ.get('REMOTE_ADDR', '-')} {environ.get('REQUEST_METHOD')} {_path(environ)}"
+            f" {prepared.code} {status[:3]} {(time.perf_counter() - started) * 1000:.2f}ms"
         )
         return body
 
