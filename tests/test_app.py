@@ -314,11 +314,13 @@ def test_internal_error_is_400_with_details_only_in_the_log(config, tmp_path):
     # A store tampered with behind the tools' back: an id no fplane file can hold.
     with sqlite3.connect(tmp_path / "data" / "fplane.sqlite") as db:
         db.execute("UPDATE configuration_rows SET specid = 5000 WHERE ifuslot = 21")
-    response = test_app(config).get("/fplane/20180707", status=500)
+    # (JSON is built from the rows themselves, so the bad row is read)
+    response = test_app(config).get("/fplane/20180707?format=json", status=500)
     assert response.headers["X-FPlane-Code"] == "400"
-    assert response.text == "400 internal error (details only in the log)\n"
+    assert response.json == {"code": 400, "message": "internal error (details only in the log)",
+                             "errors": []}
     log = (tmp_path / "log" / "fplaneserver.log").read_text()
-    assert "Traceback" in log and "internal error on GET /fplane/20180707" in log
+    assert "Traceback" in log and "internal error on GET /fplane/20180707?format=json" in log
 
 
 def test_every_request_is_logged(app, tmp_path):

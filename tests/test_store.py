@@ -11,6 +11,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from tests.fplane_samples import SPECIAL_ROWS, make_rows, measured_positions
+from wsgi import fplane
 from wsgi.fplane import VIRUS_SLOTS, Row
 from wsgi.store import SCHEMA_VERSION, Store, StoreUnavailable
 
@@ -419,12 +420,21 @@ def test_a_good_store_has_no_integrity_problems(store, story):
      r"configuration {id}: rows do not match their content hash"),
     ("DELETE FROM configuration_rows WHERE configuration_id = ?",
      r"its configuration has no rows"),
-], ids=["specid changed", "x changed", "row deleted", "all rows deleted"])
+    ("UPDATE configurations SET full_text = replace(full_text, '013', '031') WHERE id = ?",
+     r"configuration {id}: its stored file text does not match its rows"),
+], ids=["specid changed", "x changed", "row deleted", "all rows deleted", "served text changed"])
 def test_a_tampered_configuration_is_reported(store, story, path, tamper, expected):
     configuration_id = story["B"].configuration_id
     raw_update(path, tamper, configuration_id)
     problems = store.integrity_problems()
     assert any(re.search(expected.format(id=configuration_id), p) for p in problems), problems
+
+
+def test_the_served_text_is_rendered_once_when_recorded(store, story):
+    configuration_id = story["B"].configuration_id
+    rows = store.configuration_rows(configuration_id)
+    assert store.configuration_text(configuration_id, full=True) == fplane.render_fplane(rows, (), True)
+    assert store.configuration_text(configuration_id, full=False) == fplane.render_fplane(rows, (), False)
 
 
 # -- backup -----------------------------------------------------------------------------

@@ -10,7 +10,6 @@ Everything that can fail runs inside one ``try`` in Service.__call__ and becomes
 response there: a client never sees a stack trace or a server path.
 """
 
-import os
 import re
 import sys
 import time

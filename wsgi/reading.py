@@ -149,7 +149,10 @@ class FplaneReader:
         key = ("txt", version.configuration_id, position_set and position_set.id, query.full)
         rows_text = self._rendered.get(key)
         if rows_text is None:
-            rows_text = fplane.render_fplane(self._rows(store, version, position_set), (), query.full)
+            if position_set is None:  # rendered once, when the configuration was recorded
+                rows_text = store.configuration_text(version.configuration_id, query.full)
+            else:
+                rows_text = fplane.render_fplane(self._rows(store, version, position_set), (), query.full)
             self._rendered.put(key, rows_text)
         return fplane.render_header(_header_lines(query, instant, version, position_set)) + rows_text
 

@@ -4,7 +4,9 @@ Every configuration version has ``valid_from`` (when it became true on the instr
 ``recorded_at`` (when the store learned it), who recorded it, a comment and its source.
 Rows live in content-addressed configurations: a version points at the full row set
 (every seat, inactive and special rows included), and a configuration that recurs (a
-revert, a re-import) is stored once. Measured positions are versioned the same way, as
+revert, a re-import) is stored once. Each configuration also keeps its rendered rows
+(full and short file, nominal positions), made once when it is recorded: a reader asking
+for a configuration it has not seen yet fetches one text instead of rebuilding 98 rows. Measured positions are versioned the same way, as
 position sets.
 
 Instants are integer microseconds since the Unix epoch, UTC (see wsgi.dates.to_micros):
@@ -25,6 +27,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from wsgi import fplane
 from wsgi.fplane import VIRUS_SLOTS, Row
 
 SCHEMA_VERSION = 1
@@ -35,7 +38,9 @@ _MIGRATIONS = [
     CREATE TABLE configurations (
         id           INTEGER PRIMARY KEY,
         content_hash TEXT NOT NULL UNIQUE,
-        active_ifus  INTEGER NOT NULL
+        active_ifus  INTEGER NOT NULL,
+        full_text    TEXT NOT NULL,
+        short_text   TEXT NOT NULL
     );
     CREATE TABLE configuration_rows (
         configuration_id INTEGER NOT NULL REFERENCES configurations(id),
@@ -136,6 +141,11 @@ def content_hash(rows) -> str:
             f"{r.ifuid:03d} {_fixed(r.ifurot)} {_fixed(r.platesc)} {int(r.active)}\n".encode()
         )
     return digest.hexdigest()
+
+
+def rendered_texts(rows) -> tuple[str, str]:
+    """(full, short) file text of a configuration's rows, nominal positions, no header."""
+    return fplane.render_fplane(rows, (), full=True), fplane.render_fplane(rows, (), full=False)
 
 
 def positions_hash(positions: dict) -> str:
@@ -309,6 +319,13 @@ class Store:
         )
         return tuple(Row(*r[:8], active=bool(r[8])) for r in cursor)
 
+    def configuration_text(self, configuration_id: int, full: bool) -> str:
+        """The rendered rows (column header included) of the full or short file."""
+        column = "full_text" if full else "short_text"
+        return self._db.execute(
+            f"SELECT {column} FROM configurations WHERE id = ?", (configuration_id,)
+        ).fetchone()[0]
+
     def positions(self, position_set_id: int) -> dict[int, tuple[float, float]]:
         cursor = self._db.execute(
             "SELECT ifuslot, x, y FROM positions WHERE position_set_id = ?", (position_set_id,)
@@ -347,11 +364,14 @@ class Store:
             f"foreign key violation in {table} (row {rowid}) -> {parent}"
             for table, rowid, parent, _ in self._db.execute("PRAGMA foreign_key_check")
         ]
-        for config_id, stored_hash in self._db.execute(
-            "SELECT id, content_hash FROM configurations"
+        for config_id, stored_hash, *texts in self._db.execute(
+            "SELECT id, content_hash, full_text, short_text FROM configurations"
         ).fetchall():
-            if content_hash(self.configuration_rows(config_id)) != stored_hash:
+            rows = self.configuration_rows(config_id)
+            if content_hash(rows) != stored_hash:
                 problems.append(f"configuration {config_id}: rows do not match their content hash")
+            elif rendered_texts(rows) != tuple(texts):
+                problems.append(f"configuration {config_id}: its stored file text does not match its rows")
         for (version_id,) in self._db.execute(
             "SELECT v.id FROM versions v LEFT JOIN configuration_rows r"
             " ON r.configuration_id = v.configuration_id WHERE r.ifuslot IS NULL"
@@ -431,8 +451,9 @@ class Store:
             return found[0]
         active_ifus = sum(1 for r in rows if r.active and r.specid and r.ifuslot in VIRUS_SLOTS)
         configuration_id = self._db.execute(
-            "INSERT INTO configurations (content_hash, active_ifus) VALUES (?, ?)",
-            (digest, active_ifus),
+            "INSERT INTO configurations (content_hash, active_ifus, full_text, short_text)"
+            " VALUES (?, ?, ?, ?)",
+            (digest, active_ifus, *rendered_texts(rows)),
         ).lastrowid
         self._db.executemany(
             "INSERT INTO configuration_rows (configuration_id, ifuslot, x, y, specid, specslot,"

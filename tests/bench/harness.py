@@ -1,0 +1,168 @@
+"""uWSGI servers and wrk runs for the benchmarks in tests/bench.
+
+Every server is started from examples/uwsgi.ini (the fplane app) or from a copy of it that
+differs in the wsgi-file line only (the trivial baseline), on a free loopback port, and is
+stopped with SIGTERM (the ini has die-on-term); nothing is left running.
+"""
+
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.support import REPO, free_port
+
+UWSGI_INI = REPO / "examples" / "uwsgi.ini"
+BENCH_DIR = Path(__file__).resolve().parent
+TRIVIAL_APP = BENCH_DIR / "trivial_app.py"
+REPORT_LUA = BENCH_DIR / "wrk_report.lua"
+RANDOM_INSTANTS_LUA = BENCH_DIR / "wrk_random_instants.lua"
+
+
+def wrk_binary() -> str:
+    found = shutil.which("wrk")
+    if found is None:
+        pytest.fail("wrk (the HTTP load generator) is not installed: apt-get install wrk")
+    return found
+
+
+def uwsgi_binary() -> str:
+    beside_python = Path(sys.executable).parent / "uwsgi"
+    found = str(beside_python) if beside_python.exists() else shutil.which("uwsgi")
+    if found is None:
+        pytest.fail("uWSGI is not installed: run the benchmarks with `make bench`")
+    return found
+
+
+def trivial_ini(directory: Path) -> Path:
+    """examples/uwsgi.ini with only its wsgi-file line pointing at trivial_app.py.
+
+    The copy lives elsewhere, so uWSGI's %d (the ini's directory) is spelled out as the
+    examples directory: every other line means exactly what it means in the original."""
+    original = UWSGI_INI.read_text().replace("%d", str(UWSGI_INI.parent))
+    lines = original.splitlines(keepends=True)
+    wsgi_file = [i for i, line in enumerate(lines) if line.startswith("wsgi-file")]
+    assert len(wsgi_file) == 1, "examples/uwsgi.ini must have exactly one wsgi-file line"
+    copy = list(lines)
+    copy[wsgi_file[0]] = f"wsgi-file = {TRIVIAL_APP}\n"
+    changed = [i for i, (a, b) in enumerate(zip(lines, copy)) if a != b]
+    assert changed == wsgi_file and len(copy) == len(lines)
+    path = directory / "uwsgi-trivial.ini"
+    path.write_text("".join(copy))
+    return path
+
+
+class Server:
+    """One uWSGI instance (master, 4 workers, HTTP router) on 127.0.0.1:<free port>."""
+
+    def __init__(self, name: str, ini: Path, workdir: Path, env: dict, probe: str = "/",
+                 cpus: set[int] | None = None):
+        self.name, self.ini, self.workdir, self.probe, self.cpus = name, ini, workdir, probe, cpus
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.env = {**os.environ, **env, "FPLANE_PORT": str(self.port)}
+        self.log = workdir / f"uwsgi-{name}.log"
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> "Server":
+        with open(self.log, "wb") as out:
+            # Own session: a stray child can be found by this process group id at the end.
+            self.process = subprocess.Popen([uwsgi_binary(), "--ini", str(self.ini)], env=self.env,
+                                            stdout=out, stderr=subprocess.STDOUT,
+                                            cwd=self.workdir, start_new_session=True,
+                                            preexec_fn=self._pin if self.cpus else None)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                pytest.fail(f"uWSGI ({self.name}) exited with {self.process.returncode}:\n"
+                            f"{self.log.read_text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(self.base + self.probe, timeout=2) as response:
+                    if response.status == 200:
+                        return self
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                pass
+            time.sleep(0.1)
+        self.stop()
+        pytest.fail(f"uWSGI ({self.name}) did not answer within 30 s:\n{self.log.read_text()[-3000:]}")
+
+    def _pin(self) -> None:
+        os.sched_setaffinity(0, self.cpus)
+
+    def stop(self) -> None:
+        process = self.process
+        if process is None:
+            return
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        # Workers and the router die with the master (die-on-term); make sure of it.
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.process = None
+
+    def get(self, path: str):
+        """(status, headers, body) of one GET."""
+        with urllib.request.urlopen(self.base + path, timeout=10) as response:
+            return response.status, dict(response.headers), response.read()
+
+
+def run_wrk(url: str, *, threads: int, connections: int, seconds: float,
+            script: Path | None = None, script_args=(), cpus: set[int] | None = None) -> dict:
+    """One wrk run; the figures of wrk_report.lua plus req_per_s. Fails on any error."""
+    if script is None:
+        script = REPORT_LUA
+    command = [wrk_binary(), f"-t{threads}", f"-c{connections}", f"-d{seconds}s",
+               "--timeout", "5s", "-s", str(script), url]
+    if script_args:
+        command += ["--", *map(str, script_args)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60,
+                          preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None)
+    lines = [line for line in done.stdout.splitlines() if line.startswith("WRK_JSON ")]
+    if done.returncode != 0 or not lines:
+        pytest.fail(f"wrk failed ({done.returncode}): {' '.join(command)}\n{done.stdout}\n{done.stderr}")
+    figures = json.loads(lines[-1].removeprefix("WRK_JSON "))
+    # examples/uwsgi.ini has no http-keepalive: uWSGI's HTTP router closes the connection
+    # after every response, without a "Connection: close" header. wrk then writes its next
+    # request on the closed socket, reads EOF, counts one "read" error and reconnects: one
+    # read error per completed request (at most one more per connection) is that, not a
+    # failure. Any other error, a non-2xx/3xx status, or more read errors, fails the run.
+    errors = dict(figures["errors"])
+    closes = errors.pop("read")
+    errors = {k: v for k, v in errors.items() if v}
+    if closes > figures["requests"] + connections:
+        errors["read"] = closes
+    if errors or figures["requests"] == 0:
+        pytest.fail(f"wrk saw errors {errors} ({figures['requests']} requests) on {url}:\n{done.stdout}")
+    figures["closed_connections"] = closes
+    figures["bytes_per_request"] = figures["bytes"] / figures["requests"]
+    figures["req_per_s"] = figures["requests"] / (figures["duration_us"] / 1e6)
+    return figures
+
+
+def combined_script(directory: Path, request_script: Path) -> Path:
+    """wrk takes one script: the request generator followed by the reporting done()."""
+    path = directory / f"combined-{request_script.name}"
+    path.write_text(request_script.read_text() + "\n" + REPORT_LUA.read_text())
+    return path
+
+
+def summary(values) -> dict:
+    values = list(values)
+    return {"median": statistics.median(values), "min": min(values), "max": max(values),
+            "values": values}
