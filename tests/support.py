@@ -3,10 +3,13 @@ the real `fplane-admin init`, versions recorded by the real `fplane-admin import
 
 import contextlib
 import io
+import shutil
 import socket
+import sys
 from functools import partial
 from pathlib import Path
 
+import pytest
 import webtest
 
 from wsgi import fplane
@@ -64,6 +67,15 @@ def test_app(config: Path) -> webtest.TestApp:
 
 
 test_app.__test__ = False  # a factory, not a test
+
+
+def uwsgi_binary() -> str:
+    """The venv's uWSGI (make test and make bench run pytest from .venv), else one on PATH."""
+    beside_python = Path(sys.executable).parent / "uwsgi"
+    found = str(beside_python) if beside_python.exists() else shutil.which("uwsgi")
+    if found is None:
+        pytest.fail("uWSGI is not installed: run the tests with `make test`")
+    return found
 
 
 def free_port() -> int:

@@ -4,7 +4,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -13,19 +12,10 @@ from pathlib import Path
 import pytest
 
 from tests.fplane_samples import make_rows, strict_fplane_parse
-from tests.support import REPO, free_port, import_rows, init_store, write_config
+from tests.support import REPO, free_port, import_rows, init_store, uwsgi_binary, write_config
 from wsgi import fplane
 
 UWSGI_INI = REPO / "examples" / "uwsgi.ini"
-
-
-def uwsgi_binary() -> str:
-    # The venv's uWSGI (make test runs pytest from .venv), else one on PATH.
-    beside_python = Path(sys.executable).parent / "uwsgi"
-    found = str(beside_python) if beside_python.exists() else shutil.which("uwsgi")
-    if found is None:
-        pytest.fail("uWSGI is not installed: run the tests with `make test`")
-    return found
 
 
 def start_uwsgi(config: Path, port: int, log: Path) -> subprocess.Popen:

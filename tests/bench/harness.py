@@ -11,7 +11,6 @@ import shutil
 import signal
 import statistics
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -19,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import REPO, free_port
+from tests.support import REPO, free_port, uwsgi_binary
 
 UWSGI_INI = REPO / "examples" / "uwsgi.ini"
 BENCH_DIR = Path(__file__).resolve().parent
@@ -32,14 +31,6 @@ def wrk_binary() -> str:
     found = shutil.which("wrk")
     if found is None:
         pytest.fail("wrk (the HTTP load generator) is not installed: apt-get install wrk")
-    return found
-
-
-def uwsgi_binary() -> str:
-    beside_python = Path(sys.executable).parent / "uwsgi"
-    found = str(beside_python) if beside_python.exists() else shutil.which("uwsgi")
-    if found is None:
-        pytest.fail("uWSGI is not installed: run the benchmarks with `make bench`")
     return found
 
 
