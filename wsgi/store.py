@@ -172,6 +172,7 @@ class Store:
 
     def __init__(self, connection: sqlite3.Connection):
         self._db = connection
+        self._version_cursor = None
 
     # -- opening ---------------------------------------------------------------------
 
@@ -268,8 +269,12 @@ class Store:
             self._db.execute("COMMIT")
 
     def data_version(self) -> int:
-        """Changes whenever another connection has committed: the cheap "did the store change?"."""
-        return self._db.execute("PRAGMA data_version").fetchone()[0]
+        """Changes whenever another connection has committed: the cheap "did the store change?".
+
+        Asked on every GET, so it reuses one cursor rather than making one per call."""
+        if self._version_cursor is None:
+            self._version_cursor = self._db.cursor()
+        return self._version_cursor.execute("PRAGMA data_version").fetchone()[0]
 
     # -- reading ---------------------------------------------------------------------
 
