@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Iterable, Mapping
 
 __all__ = [
@@ -161,13 +161,12 @@ def with_positions(rows: Iterable[Row],
 # --------------------------------------------------------------------------
 # Rendering
 
-_ACTIVE_FORMAT = ROW_FORMAT
 _INACTIVE_FORMAT = "#" + ROW_FORMAT
 
 
 def render_row(row: Row) -> str:
     """One line, no newline; ``#013\\t...`` (no space) when the row is inactive."""
-    fmt = _ACTIVE_FORMAT if row.active else _INACTIVE_FORMAT
+    fmt = ROW_FORMAT if row.active else _INACTIVE_FORMAT
     return fmt % (row.ifuslot, row.x, row.y, row.specid, row.specslot,
                   row.ifuid, row.ifurot, row.platesc)
 
@@ -175,9 +174,7 @@ def render_row(row: Row) -> str:
 # A full file lists every grid seat; one missing from ``rows`` is an empty seat.
 _EMPTY_SEAT_ROWS = {
     s: Row(s, *nominal_position(s), 0, 0, 0, 0.0, 1.0, False) for s in GRID_SLOTS}
-_EMPTY_SEAT_LINES = {s: render_row(r) for s, r in _EMPTY_SEAT_ROWS.items()}
-_REFERENCE_LINE = render_row(REFERENCE_ROW)
-_REFERENCE_TEXT = " ".join(_REFERENCE_LINE.split())  # for notes
+_REFERENCE_TEXT = " ".join(render_row(REFERENCE_ROW).split())  # for notes
 
 
 def _header_comment(text) -> str:
@@ -212,38 +209,14 @@ def render_header(header_lines: Iterable[str]) -> str:
 
 
 def render_fplane(rows: Iterable[Row], header_lines: Iterable[str], full: bool) -> str:
-    """The file as served (contract.md section 4, domain.md "Full and short files").
-
-    Full: header comments, the column header, 000, the 82 non-LRS2 grid seats
-    in seat order (inactive ones commented out; a seat missing from ``rows`` is
-    written as an empty one), 056, 066, then every other row by seat number.
-    Short: header comments, the column header, 000 and the active VIRUS seats.
-    The 000 row is always written active (clients need it): REFERENCE_ROW when
-    ``rows`` has none.  Raises ValueError when a seat appears twice in ``rows``.
+    """The file as served (contract.md section 4, domain.md "Full and short files"):
+    header comments, the column header, then the rows ``served_rows`` picks, in its order.
+    Raises ValueError when a seat appears twice in ``rows``.
     """
-    out = [render_header(header_lines) + COLUMN_HEADER]
-    by_slot = _by_slot(rows)
-
-    ref = by_slot.get(REFERENCE_SLOT)
-    if ref is None:
-        out.append(_REFERENCE_LINE)
-    else:
-        out.append(_ACTIVE_FORMAT % (ref.ifuslot, ref.x, ref.y, ref.specid, ref.specslot,
-                                     ref.ifuid, ref.ifurot, ref.platesc))
-    get = by_slot.get
-    if full:
-        for s in _FULL_GRID_ORDER:
-            r = get(s)
-            out.append(_EMPTY_SEAT_LINES[s] if r is None else render_row(r))
-        for s in sorted(s for s in by_slot if s != REFERENCE_SLOT and s not in _GRID_SET):
-            out.append(render_row(by_slot[s]))
-    else:
-        for s in VIRUS_SLOTS:
-            r = get(s)
-            if r is not None and r.active:
-                out.append(render_row(r))
-    out.append("")  # exactly one trailing newline
-    return "\n".join(out)
+    lines = [render_header(header_lines) + COLUMN_HEADER]
+    lines.extend(render_row(r) for r in served_rows(rows, full))
+    lines.append("")  # exactly one trailing newline
+    return "\n".join(lines)
 
 
 def _by_slot(rows: Iterable[Row]) -> dict[int, Row]:
@@ -256,18 +229,16 @@ def _by_slot(rows: Iterable[Row]) -> dict[int, Row]:
 
 
 def served_rows(rows: Iterable[Row], full: bool) -> tuple[Row, ...]:
-    """The rows ``render_fplane`` writes, in its order, as Row objects (for JSON).
+    """The rows a served file holds, in file order (the one place these rules live).
 
-    Same rules: the 000 row first and active (REFERENCE_ROW when missing); full
-    adds an empty inactive row for every grid seat missing from ``rows``.
+    Full: 000, the 82 non-LRS2 grid seats in seat order (inactive ones stay, to be
+    commented out; a seat missing from ``rows`` is an empty one), 056, 066, then every
+    other row by seat number.  Short: 000 and the active VIRUS seats.  The 000 row is
+    always there and active (clients need it): REFERENCE_ROW when ``rows`` has none.
     Raises ValueError when a seat appears twice.
     """
     by_slot = _by_slot(rows)
-    ref = by_slot.get(REFERENCE_SLOT, REFERENCE_ROW)
-    if not ref.active:
-        ref = Row(ref.ifuslot, ref.x, ref.y, ref.specid, ref.specslot, ref.ifuid,
-                  ref.ifurot, ref.platesc, True)
-    out = [ref]
+    out = [replace(by_slot.get(REFERENCE_SLOT, REFERENCE_ROW), active=True)]
     if full:
         out.extend(by_slot.get(s) or _EMPTY_SEAT_ROWS[s] for s in _FULL_GRID_ORDER)
         out.extend(by_slot[s] for s in sorted(by_slot)
