@@ -25,7 +25,7 @@ from wsgi import dates, fplane
 from wsgi import stations
 from wsgi.config import ConfigError, load_config
 from wsgi.files import replace_durably, write_atomically
-from wsgi.reading import FplaneQuery, FplaneReader
+from wsgi.reading import FplaneQuery, FplaneReader, until_text
 from wsgi.responses import CodedError
 from wsgi.store import Store, StoreUnavailable
 
@@ -174,7 +174,7 @@ def cmd_import(config, args) -> int:
     finally:
         store.close()
 
-    when = dates.format_instant(dates.from_micros(recorded.valid_from))
+    when = dates.format_micros(recorded.valid_from)
     if created:
         print(f"recorded {what}, valid_from {when}")
     else:
@@ -212,21 +212,20 @@ def cmd_history(config, args) -> int:
     finally:
         store.close()
 
-    def fmt(micros):
-        return "open" if micros is None else dates.format_instant(dates.from_micros(micros))
-
     # recorded_at keeps its microseconds: it is what a known_at query needs to name.
     print(f"{'version':>7}  {'valid_from':<20}  {'valid_until':<20}  {'recorded_at':<27}  "
           f"{'IFUs':>4}  station / source / comment")
     for v in versions:
-        print(f"{v.id:>7}  {fmt(v.valid_from):<20}  {fmt(v.valid_until):<20}  "
-              f"{fmt(v.recorded_at):<27}  {v.active_ifus:>4}  "
+        print(f"{v.id:>7}  {dates.format_micros(v.valid_from):<20}  "
+              f"{until_text(v.valid_until):<20}  "
+              f"{dates.format_micros(v.recorded_at):<27}  {v.active_ifus:>4}  "
               + " / ".join(part for part in (v.station, v.source, v.comment) if part))
     if position_sets:
         print()
         print(f"{'posset':>7}  {'valid_from':<20}  {'recorded_at':<27}  station / source / comment")
         for p in position_sets:
-            print(f"{p.id:>7}  {fmt(p.valid_from):<20}  {fmt(p.recorded_at):<27}  "
+            print(f"{p.id:>7}  {dates.format_micros(p.valid_from):<20}  "
+                  f"{dates.format_micros(p.recorded_at):<27}  "
                   + " / ".join(part for part in (p.station, p.source, p.comment) if part))
     if not versions:
         print("(no versions yet: fplane-admin import FILE --valid-from D)")

@@ -18,6 +18,7 @@ __all__ = [
     "ACCEPTED_FORMS",
     "DateError",
     "format_instant",
+    "format_micros",
     "from_micros",
     "means_now",
     "night_label",
@@ -224,6 +225,11 @@ def to_micros(instant: datetime) -> int:
     """
     _require_aware(instant, "instant")
     return (instant - EPOCH) // ONE_MICROSECOND
+
+
+def format_micros(micros: int) -> str:
+    """format_instant of a stored instant (integer microseconds since the epoch)."""
+    return format_instant(from_micros(micros))
 
 
 def from_micros(micros: int) -> datetime:

@@ -125,8 +125,8 @@ class FplaneReader:
                 ("Content-Type", JSON if query.as_json else TEXT),
                 ("X-FPlane-Code", str(codes.OK)),
                 ("X-FPlane-Version", str(version.id)),
-                ("X-FPlane-Valid-From", dates.format_instant(dates.from_micros(version.valid_from))),
-                ("X-FPlane-Valid-Until", _until(version.valid_until)),
+                ("X-FPlane-Valid-From", dates.format_micros(version.valid_from)),
+                ("X-FPlane-Valid-Until", until_text(version.valid_until)),
                 ("Cache-Control", f"public, max-age={_max_age(query, version, position_set)}"),
                 ("Vary", "Accept"),
                 ("Content-Disposition", f'attachment; filename="{answer.filename}"'),
@@ -166,10 +166,10 @@ class FplaneReader:
             "code": codes.OK,
             "instant": dates.format_instant(instant),
             "version": version.id,
-            "valid_from": dates.format_instant(dates.from_micros(version.valid_from)),
+            "valid_from": dates.format_micros(version.valid_from),
             "valid_until": None if version.valid_until is None
-            else dates.format_instant(dates.from_micros(version.valid_until)),
-            "recorded_at": dates.format_instant(dates.from_micros(version.recorded_at)),
+            else dates.format_micros(version.valid_until),
+            "recorded_at": dates.format_micros(version.recorded_at),
             "station": version.station,
             "comment": version.comment,
             "positions": _positions_json(position_set),
@@ -209,18 +209,18 @@ def _max_age(query: FplaneQuery, version: Version, position_set: PositionSet | N
     return MAX_AGE_OPEN if still_open else MAX_AGE_CLOSED
 
 
-def _until(micros: int | None) -> str:
-    return "open" if micros is None else dates.format_instant(dates.from_micros(micros))
+def until_text(micros: int | None) -> str:
+    """A valid_until as served: the instant, or "open" when no later version exists."""
+    return "open" if micros is None else dates.format_micros(micros)
 
 
 def _header_lines(query, instant, version, position_set) -> list[str]:
-    fmt = dates.format_instant
     lines = [
-        f"fplane file of the HET/VIRUS focal plane at {fmt(instant)}"
+        f"fplane file of the HET/VIRUS focal plane at {dates.format_instant(instant)}"
         + (f" (asked for: {query.datestr})" if query.datestr else ""),
-        f"version {version.id}: valid_from {fmt(dates.from_micros(version.valid_from))},"
-        f" valid_until {_until(version.valid_until)}",
-        f"recorded_at {fmt(dates.from_micros(version.recorded_at))} by {version.station}"
+        f"version {version.id}: valid_from {dates.format_micros(version.valid_from)},"
+        f" valid_until {until_text(version.valid_until)}",
+        f"recorded_at {dates.format_micros(version.recorded_at)} by {version.station}"
         + (f" ({version.source})" if version.source else ""),
     ]
     if version.comment:
@@ -234,7 +234,7 @@ def _header_lines(query, instant, version, position_set) -> list[str]:
     else:
         lines.append(
             f"positions: measured (position set {position_set.id}, valid_from"
-            f" {fmt(dates.from_micros(position_set.valid_from))}); seats not measured are nominal"
+            f" {dates.format_micros(position_set.valid_from)}); seats not measured are nominal"
         )
     lines.append("full file (inactive seats commented out)" if query.full else "short file (active VIRUS IFUs only)")
     return lines
@@ -246,8 +246,8 @@ def _positions_json(position_set: PositionSet | None):
     return {
         "kind": "measured",
         "position_set": position_set.id,
-        "valid_from": dates.format_instant(dates.from_micros(position_set.valid_from)),
-        "recorded_at": dates.format_instant(dates.from_micros(position_set.recorded_at)),
+        "valid_from": dates.format_micros(position_set.valid_from),
+        "recorded_at": dates.format_micros(position_set.recorded_at),
     }
 
 
@@ -271,7 +271,7 @@ def _no_configuration_message(store: Store, instant: datetime, known_at: int) ->
     if earliest is None:
         return f"no configuration known for {asked}: the store holds no versions yet"
     return (f"no configuration known for {asked}: the history starts at "
-            f"{dates.format_instant(dates.from_micros(earliest))}")
+            f"{dates.format_micros(earliest)}")
 
 
 class _BoundedCache:
