@@ -30,7 +30,6 @@ from wsgi.responses import CodedError
 from wsgi.store import Store, StoreUnavailable
 
 SPOOL_SUBDIRS = ("tmp", "new", "cur", "done", "failed")
-STATION_LIST_HEADER = "station_id,name,roles,password_hash\n"
 
 
 class Refused(Exception):
@@ -117,15 +116,12 @@ def cmd_init(config, args) -> int:
                       *(config.spool_dir / sub for sub in SPOOL_SUBDIRS)):
         directory.mkdir(parents=True, exist_ok=True)
     existed = config.store_path.exists()
-    store = Store.open_writable(config.store_path, create=True)
-    try:
+    with Store.open_writable(config.store_path, create=True) as store:
         versions = len(store.history())
         schema = store.schema_version()
-    finally:
-        store.close()
     if not config.station_list.exists():
         config.station_list.parent.mkdir(parents=True, exist_ok=True)
-        write_atomically(config.station_list, STATION_LIST_HEADER.encode(), mode=0o600)
+        write_atomically(config.station_list, stations.HEADER_LINE.encode(), mode=0o600)
         print(f"created the station list {config.station_list}")
     if existed:
         print(f"store {config.store_path} is ready (schema {schema}, {versions} versions)")
@@ -156,8 +152,7 @@ def cmd_import(config, args) -> int:
 
     station = _operator()
     source = f"import of {args.file.name}"
-    store = Store.open_writable(config.store_path)
-    try:
+    with Store.open_writable(config.store_path) as store:
         if args.positions:
             # Only the seats the file lists were measured; the field centre is 0,0 by definition.
             positions = {r.ifuslot: (r.x, r.y) for r in parsed.rows
@@ -171,8 +166,6 @@ def cmd_import(config, args) -> int:
                 parsed.rows, dates.to_micros(valid_from), dates.to_micros(now), station,
                 args.comment, source)
             what = f"version {recorded.id} ({recorded.active_ifus} active IFUs)"
-    finally:
-        store.close()
 
     when = dates.format_micros(recorded.valid_from)
     if created:
@@ -186,13 +179,11 @@ def cmd_import(config, args) -> int:
 def cmd_export(config, args) -> int:
     query = FplaneQuery(datestr=args.date, actual=args.actual, full=not args.short,
                         known_at=args.known_at, as_json=False)
-    store = Store.open_readonly(config.store_path)
     try:
-        answer = FplaneReader(config).answer(store, query, datetime.now(timezone.utc))
+        with Store.open_readonly(config.store_path) as store:
+            answer = FplaneReader(config).answer(store, query, datetime.now(timezone.utc))
     except CodedError as err:
         raise Refused(err.message) from None
-    finally:
-        store.close()
     if args.output is None:
         sys.stdout.write(answer.body)
     else:
@@ -205,12 +196,9 @@ def cmd_export(config, args) -> int:
 
 
 def cmd_history(config, args) -> int:
-    store = Store.open_readonly(config.store_path)
-    try:
+    with Store.open_readonly(config.store_path) as store:
         versions = store.history()
         position_sets = store.position_set_history()
-    finally:
-        store.close()
 
     # recorded_at keeps its microseconds: it is what a known_at query needs to name.
     print(f"{'version':>7}  {'valid_from':<20}  {'valid_until':<20}  {'recorded_at':<27}  "
@@ -235,12 +223,9 @@ def cmd_history(config, args) -> int:
 def cmd_verify(config, args) -> int:
     problems = [f"missing directory {d}" for d in
                 (config.data_dir, *(config.spool_dir / sub for sub in SPOOL_SUBDIRS)) if not d.is_dir()]
-    store = Store.open_readonly(config.store_path)
-    try:
+    with Store.open_readonly(config.store_path) as store:
         problems += store.integrity_problems()
         versions = len(store.history())
-    finally:
-        store.close()
     for problem in problems:
         print(f"problem: {problem}")
     if problems:
@@ -254,17 +239,11 @@ def cmd_backup(config, args) -> int:
     if not target.parent.is_dir():
         raise Refused(f"{target.parent}: no such directory")
     temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    store = Store.open_readonly(config.store_path)
-    try:
+    with Store.open_readonly(config.store_path) as store:
         store.backup(temporary)
-    finally:
-        store.close()
-    copy = Store.open_readonly(temporary)
-    try:
+    with Store.open_readonly(temporary) as copy:
         problems = copy.integrity_problems()
         versions = len(copy.history())
-    finally:
-        copy.close()
     if problems:
         temporary.unlink()
         raise Refused(f"the copy failed its integrity check: {problems[0]}")

@@ -156,11 +156,18 @@ def positions_hash(positions: dict) -> str:
     return digest.hexdigest()
 
 
-_VERSION_COLUMNS = (
-    "v.id, v.valid_from, v.recorded_at, v.station, v.comment, v.source, "
-    "v.configuration_id, c.active_ifus"
+# Both histories are read the same way, their columns qualified by the table's name.
+_VERSION_SELECT = (
+    "SELECT versions.id, valid_from, recorded_at, station, comment, source,"
+    " configuration_id, c.active_ifus FROM versions JOIN configurations c"
+    " ON c.id = versions.configuration_id"
 )
-_POSITION_SET_COLUMNS = "id, valid_from, recorded_at, station, comment, source"
+_POSITION_SET_SELECT = (
+    "SELECT id, valid_from, recorded_at, station, comment, source FROM position_sets"
+)
+
+_HISTORIES = {Version: ("versions", _VERSION_SELECT),
+              PositionSet: ("position_sets", _POSITION_SET_SELECT)}
 
 # known_at filters are written as "recorded_at <= ?" with NO_LIMIT standing for "now and
 # everything recorded": one query text, one index plan.
@@ -173,6 +180,12 @@ class Store:
     def __init__(self, connection: sqlite3.Connection):
         self._db = connection
         self._version_cursor = None
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
 
     # -- opening ---------------------------------------------------------------------
 
@@ -246,17 +259,24 @@ class Store:
                 f"store schema {found}, program schema {SCHEMA_VERSION}",
             )
         for version in range(found, SCHEMA_VERSION):
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
+            with self._write_transaction():
                 for statement in _MIGRATIONS[version].split(";"):
                     if statement.strip():
                         self._db.execute(statement)
                 self._db.execute(f"PRAGMA user_version = {version + 1}")
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
         return SCHEMA_VERSION
+
+    @contextmanager
+    def _write_transaction(self):
+        """All of it or nothing. IMMEDIATE takes the write lock first, so a write never
+        upgrades a read lock halfway and hits SQLITE_BUSY mid-transaction."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
 
     @contextmanager
     def snapshot(self):
@@ -279,27 +299,21 @@ class Store:
     # -- reading ---------------------------------------------------------------------
 
     def version_at(self, t: int, known_at: int = NO_LIMIT) -> Version | None:
-        row = self._db.execute(
-            f"SELECT {_VERSION_COLUMNS} FROM versions v JOIN configurations c"
-            " ON c.id = v.configuration_id"
-            " WHERE v.valid_from <= ? AND v.recorded_at <= ?"
-            " ORDER BY v.valid_from DESC, v.recorded_at DESC, v.id DESC LIMIT 1",
-            (t, known_at),
-        ).fetchone()
-        if row is None:
-            return None
-        return Version(*row, valid_until=self._next_valid_from("versions", row[1], known_at))
+        return self._as_of(Version, t, known_at)
 
     def position_set_at(self, t: int, known_at: int = NO_LIMIT) -> PositionSet | None:
+        return self._as_of(PositionSet, t, known_at)
+
+    def _as_of(self, kind, t: int, known_at: int):
+        table, select = _HISTORIES[kind]
         row = self._db.execute(
-            f"SELECT {_POSITION_SET_COLUMNS} FROM position_sets"
-            " WHERE valid_from <= ? AND recorded_at <= ?"
-            " ORDER BY valid_from DESC, recorded_at DESC, id DESC LIMIT 1",
+            f"{select} WHERE {table}.valid_from <= ? AND {table}.recorded_at <= ?"
+            f" ORDER BY {table}.valid_from DESC, {table}.recorded_at DESC, {table}.id DESC LIMIT 1",
             (t, known_at),
         ).fetchone()
         if row is None:
             return None
-        return PositionSet(*row, valid_until=self._next_valid_from("position_sets", row[1], known_at))
+        return kind(*row, valid_until=self._next_valid_from(table, row[1], known_at))
 
     def _next_valid_from(self, table: str, valid_from: int, known_at: int) -> int | None:
         # ORDER BY ... LIMIT 1 walks the (valid_from, recorded_at) index upwards and stops
@@ -340,10 +354,8 @@ class Store:
     def history(self, valid_from_min: int = -NO_LIMIT, valid_from_max: int = NO_LIMIT) -> list[Version]:
         """Versions in valid_from order, each with valid_until as the store knows it now."""
         rows = self._db.execute(
-            f"SELECT {_VERSION_COLUMNS} FROM versions v JOIN configurations c"
-            " ON c.id = v.configuration_id"
-            " WHERE v.valid_from BETWEEN ? AND ?"
-            " ORDER BY v.valid_from, v.recorded_at, v.id",
+            f"{_VERSION_SELECT} WHERE valid_from BETWEEN ? AND ?"
+            " ORDER BY valid_from, recorded_at, versions.id",
             (valid_from_min, valid_from_max),
         ).fetchall()
         # valid_until is the next greater valid_from: one backwards pass over the sorted
@@ -358,7 +370,7 @@ class Store:
 
     def position_set_history(self) -> list[PositionSet]:
         rows = self._db.execute(
-            f"SELECT {_POSITION_SET_COLUMNS} FROM position_sets ORDER BY valid_from, recorded_at, id"
+            f"{_POSITION_SET_SELECT} ORDER BY valid_from, recorded_at, id"
         ).fetchall()
         return [PositionSet(*row) for row in rows]
 
@@ -406,42 +418,30 @@ class Store:
         the same, nothing is written and that version comes back with created=False.
         """
         digest = content_hash(rows)
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._write_transaction():
             current = self.version_at(valid_from)
             if current is not None and self._configuration_hash(current.configuration_id) == digest:
-                self._db.execute("ROLLBACK")
                 return current, False
             configuration_id = self._configuration_id(rows, digest)
-            cursor = self._db.execute(
+            version_id = self._db.execute(
                 "INSERT INTO versions (valid_from, recorded_at, station, comment, source,"
                 " configuration_id) VALUES (?, ?, ?, ?, ?, ?)",
                 (valid_from, recorded_at, station, comment, source, configuration_id),
-            )
-            version_id = cursor.lastrowid
-            self._db.execute("COMMIT")
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
+            ).lastrowid
         return self.version_by_id(version_id), True
 
     def version_by_id(self, version_id: int) -> Version | None:
-        row = self._db.execute(
-            f"SELECT {_VERSION_COLUMNS} FROM versions v JOIN configurations c"
-            " ON c.id = v.configuration_id WHERE v.id = ?",
-            (version_id,),
-        ).fetchone()
-        if row is None:
-            return None
-        return Version(*row, valid_until=self._next_valid_from("versions", row[1], NO_LIMIT))
+        return self._by_id(Version, version_id)
 
     def position_set_by_id(self, set_id: int) -> PositionSet | None:
-        row = self._db.execute(
-            f"SELECT {_POSITION_SET_COLUMNS} FROM position_sets WHERE id = ?", (set_id,)
-        ).fetchone()
+        return self._by_id(PositionSet, set_id)
+
+    def _by_id(self, kind, row_id: int):
+        table, select = _HISTORIES[kind]
+        row = self._db.execute(f"{select} WHERE {table}.id = ?", (row_id,)).fetchone()
         if row is None:
             return None
-        return PositionSet(*row, valid_until=self._next_valid_from("position_sets", row[1], NO_LIMIT))
+        return kind(*row, valid_until=self._next_valid_from(table, row[1], NO_LIMIT))
 
     def _configuration_hash(self, configuration_id: int) -> str:
         return self._db.execute(
@@ -472,13 +472,11 @@ class Store:
                             station: str, comment: str = "", source: str = "") -> tuple[PositionSet, bool]:
         """Record measured positions (seat -> (x, y)); same no-change rule as record_version."""
         digest = positions_hash(positions)
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._write_transaction():
             current = self.position_set_at(valid_from)
             if current is not None and self._db.execute(
                 "SELECT content_hash FROM position_sets WHERE id = ?", (current.id,)
             ).fetchone()[0] == digest:
-                self._db.execute("ROLLBACK")
                 return current, False
             set_id = self._db.execute(
                 "INSERT INTO position_sets (valid_from, recorded_at, station, comment, source,"
@@ -489,9 +487,5 @@ class Store:
                 "INSERT INTO positions (position_set_id, ifuslot, x, y) VALUES (?, ?, ?, ?)",
                 [(set_id, slot, x, y) for slot, (x, y) in positions.items()],
             )
-            self._db.execute("COMMIT")
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
         return self.position_set_by_id(set_id), True
 
