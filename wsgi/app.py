@@ -41,17 +41,15 @@ def load_service(configfile) -> "Service":
 
 
 def application(environ, start_response, configfile):
-    service = _SERVICES.get(configfile)
-    if service is None:
-        try:
-            service = load_service(configfile)
-        except ConfigError as err:
-            # examples/application.wsgi checks the config at start-up; reaching this means
-            # the file changed into something unusable before this worker's first request.
-            print(f"fplaneserver: {err}", file=sys.stderr, flush=True)
-            return error_response(
-                CodedError(codes.INTERNAL_ERROR, "internal error (details only in the log)"), False
-            ).serve(environ, start_response)[1]
+    try:
+        service = load_service(configfile)
+    except ConfigError as err:
+        # examples/application.wsgi checks the config at start-up; reaching this means
+        # the file changed into something unusable before this worker's first request.
+        print(f"fplaneserver: {err}", file=sys.stderr, flush=True)
+        return error_response(
+            CodedError(codes.INTERNAL_ERROR, "internal error (details only in the log)"), False
+        ).serve(environ, start_response)[1]
     return service(environ, start_response)
 
 
@@ -85,6 +83,10 @@ class Service:
         self.request_log = RequestLog(config)
         self.store = WorkerStore(config.store_path)
         self.reader = FplaneReader(config)
+        self.index_page = Prepared(  # constant: built once, served as is
+            codes.http_status_line(codes.OK),
+            [("Content-Type", TEXT), ("X-FPlane-Code", str(codes.OK))],
+            INDEX_TEXT.format(forms=dates.ACCEPTED_FORMS).encode("utf-8"))
         self.routes = (
             (re.compile(r"/fplane(?:/(?P<datestr>[^/]*))?/?"),
              {"GET": self.get_fplane, "HEAD": self.get_fplane}),
@@ -147,10 +149,7 @@ class Service:
         return self.reader.get_fplane(self.store.get(), query, req.environ)
 
     def index(self, req: Request) -> Prepared:
-        body = INDEX_TEXT.format(forms=dates.ACCEPTED_FORMS)
-        return Prepared(codes.http_status_line(codes.OK),
-                        [("Content-Type", TEXT), ("X-FPlane-Code", str(codes.OK))],
-                        body.encode("utf-8"))
+        return self.index_page
 
 
 INDEX_TEXT = """\
@@ -175,8 +174,5 @@ def _path(environ) -> str:
 
 
 def _error_wants_json(environ) -> bool:
-    try:
-        formats = parse_qs(environ.get("QUERY_STRING", "")).get("format")
-    except ValueError:
-        formats = None
+    formats = parse_qs(environ.get("QUERY_STRING", "")).get("format")
     return wants_json(environ, formats[-1] if formats else None)
