@@ -401,18 +401,8 @@ def _parse_entries(spectrographs: list, problems: list[str]) -> list[SeatEntry]:
     seen_seat: dict[int, int] = {}               # seat -> index
     seen_ifu: dict[int, tuple[int, int]] = {}    # ifuid -> (index, seat)
     seen_spec: dict[int, tuple[int, int]] = {}   # active specid -> (index, seat)
-    for index, item in enumerate(spectrographs):
-        where = f"spectrographs[{index}]"
-        if not isinstance(item, dict):
-            problems.append(f"{where}: must be an object with ifuslot, specid, specslot and "
-                            f"ifuid, not {_kind(item)}")
-            continue
-        fields, key_problems = _lower_known_keys(item, _ID_KEYS)
-        raw_seat = fields.get("ifuslot")
-        seat = _parse_id(raw_seat)
-        if seat is not None:
-            where += f" (seat {seat:03d})"
-        problems.extend(f"{where}: {p}" for p in key_problems)
+    for index, where, fields, seat in _seat_objects(spectrographs, "spectrographs", _ID_KEYS,
+                                                   problems):
 
         ids: dict[str, int] = {}
         for key in _ID_KEYS:
@@ -456,6 +446,26 @@ def _parse_entries(spectrographs: list, problems: list[str]) -> list[SeatEntry]:
             entries.append(SeatEntry(ids["ifuslot"], ids["specid"], ids["specslot"],
                                      ids["ifuid"]))
     return entries
+
+
+def _seat_objects(items: list, name: str, keys: tuple[str, ...], problems: list[str]):
+    """Each object of a list of seat entries, as (index, label, fields, seat or None).
+
+    The label (``spectrographs[3] (seat 021)``) starts every problem about that entry;
+    ``fields`` has the known keys case-folded; an entry that is not an object is reported
+    and skipped."""
+    for index, item in enumerate(items):
+        where = f"{name}[{index}]"
+        if not isinstance(item, dict):
+            listed = ", ".join(keys[:-1]) + f" and {keys[-1]}"
+            problems.append(f"{where}: must be an object with {listed}, not {_kind(item)}")
+            continue
+        fields, key_problems = _lower_known_keys(item, keys)
+        seat = _parse_id(fields.get("ifuslot"))
+        if seat is not None:
+            where += f" (seat {seat:03d})"
+        problems.extend(f"{where}: {p}" for p in key_problems)
+        yield index, where, fields, seat
 
 
 def _seat_text(seat: int) -> str:
@@ -647,17 +657,8 @@ def positions_from_update(data: Mapping[str, Any]) -> dict[int, tuple[float, flo
         problems.append("positions is empty: nothing to store")
     else:
         seen: dict[int, int] = {}
-        for index, item in enumerate(positions):
-            where = f"positions[{index}]"
-            if not isinstance(item, dict):
-                problems.append(f"{where}: must be an object with ifuslot, x and y, not "
-                                f"{_kind(item)}")
-                continue
-            item, item_problems = _lower_known_keys(item, ("ifuslot", "x", "y"))
-            seat = _parse_id(item.get("ifuslot"))
-            if seat is not None:
-                where += f" (seat {seat:03d})"
-            problems.extend(f"{where}: {p}" for p in item_problems)
+        for index, where, item, seat in _seat_objects(positions, "positions",
+                                                      ("ifuslot", "x", "y"), problems):
             ok = True
             if "ifuslot" not in item:
                 problems.append(f"{where}: ifuslot is missing")
