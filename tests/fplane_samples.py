@@ -245,3 +245,21 @@ def strict_fplane_parse(text: str) -> dict[str, tuple]:
         seats[ifuslot] = (floats[0], floats[1], int(specid), int(specslot), ifuid,
                           floats[2], floats[3])
     return seats
+
+
+# --------------------------------------------------------------------------
+# Hardware statuses as the TCS posts them (contract section 5)
+
+def entry(seat: int, specid: int, specslot: int, ifuid: int) -> dict:
+    """One spectrographs[] entry, zero-padded strings as in the contract's example."""
+    return {"specid": f"{specid:03d}", "specslot": f"{specslot:03d}",
+            "ifuslot": f"{seat:03d}", "ifuid": f"{ifuid:03d}"}
+
+
+def status_from_rows(rows: Iterable[Row], timestamp: str) -> dict:
+    """The hardware status describing ``rows``: every VIRUS seat with a
+    spectrograph or a bundle is listed, empty seats are not."""
+    return {"timestamp": timestamp,
+            "spectrographs": [entry(r.ifuslot, r.specid, r.specslot, r.ifuid)
+                              for r in rows if r.ifuslot in VIRUS_SLOTS
+                              and (r.specid or r.specslot or r.ifuid)]}

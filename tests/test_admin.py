@@ -451,7 +451,7 @@ def remove_spool_dir(config):
 
 @pytest.mark.parametrize("damage, problem", [
     (tamper_with_a_row, "problem: configuration 1: rows do not match their content hash"),
-    (remove_spool_dir, "problem: missing directory"),
+    (remove_spool_dir, "problem: spool directory new/ is missing"),
 ])
 def test_verify_names_what_is_wrong(two_versions, damage, problem):
     damage(two_versions)

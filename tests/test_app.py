@@ -282,7 +282,7 @@ def test_bad_requests_get_a_code_and_a_clear_message(app, tmp_path, method, path
     if code == "301":
         assert "YYYYMMDD" in response.text  # the accepted forms are listed
     if code == "305":
-        assert response.headers["Allow"] == "GET, HEAD"
+        assert response.headers["Allow"] == "GET, HEAD, POST"
 
 
 def test_errors_as_json_when_asked(app):

@@ -20,10 +20,12 @@ from tests.fplane_samples import (
     LRS2_ROWS,
     SPECIAL_ROWS,
     SPECIAL_SLOTS,
+    entry,
     grid_position,
     make_rows,
     measured_positions,
 )
+from tests.fplane_samples import status_from_rows as _status_from_rows
 from wsgi import codes
 from wsgi.fplane import (
     ALWAYS_EMPTY_SLOTS,
@@ -63,19 +65,8 @@ FIXTURES = Path("/work/shared/fixtures/fplane")
 # --------------------------------------------------------------------------
 # Statuses as the TCS would post them
 
-def entry(seat, specid, specslot, ifuid) -> dict:
-    """One spectrographs[] entry, zero-padded strings as in the contract's example."""
-    return {"specid": f"{specid:03d}", "specslot": f"{specslot:03d}",
-            "ifuslot": f"{seat:03d}", "ifuid": f"{ifuid:03d}"}
-
-
 def status_from_rows(rows, timestamp=TIMESTAMP) -> dict:
-    """The hardware status describing ``rows``: every VIRUS seat with a
-    spectrograph or a bundle is listed, empty seats are not."""
-    return {"timestamp": timestamp,
-            "spectrographs": [entry(r.ifuslot, r.specid, r.specslot, r.ifuid)
-                              for r in rows if r.ifuslot in VIRUS_SLOTS
-                              and (r.specid or r.specslot or r.ifuid)]}
+    return _status_from_rows(rows, timestamp)
 
 
 def status(*entries, timestamp=TIMESTAMP) -> dict:

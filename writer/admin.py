@@ -9,6 +9,9 @@
     fplane-admin -c config.ini add-station ID --name N --roles R   (prints the new password last)
     fplane-admin -c config.ini passwd ID
     fplane-admin -c config.ini stations
+    fplane-admin -c config.ini held
+    fplane-admin -c config.ini release ID
+    fplane-admin -c config.ini reject ID [--reason R]
 
 Exit status: 0 done, 1 refused or failed (the reason on standard error), 2 bad usage.
 Besides the writer, this is the only program that writes to the store.
@@ -26,10 +29,11 @@ from wsgi import stations
 from wsgi.config import ConfigError, load_config
 from wsgi.files import replace_durably, write_atomically
 from wsgi.reading import FplaneQuery, FplaneReader, until_text
+from wsgi.heartbeat import read_heartbeat
 from wsgi.responses import CodedError
+from wsgi.spool import Spool
 from wsgi.store import Store, StoreUnavailable
-
-SPOOL_SUBDIRS = ("tmp", "new", "cur", "done", "failed")
+from writer.commit import commit_update
 
 
 class Refused(Exception):
@@ -106,15 +110,24 @@ def _parser() -> argparse.ArgumentParser:
 
     commands.add_parser("stations", help="list the stations and their roles").set_defaults(
         command=cmd_stations)
+
+    commands.add_parser("held", help="list the updates held for review").set_defaults(
+        command=cmd_held)
+    release = commands.add_parser("release", help="commit an update held for review")
+    release.add_argument("update_id", metavar="ID")
+    release.set_defaults(command=cmd_release)
+    reject = commands.add_parser("reject", help="drop an update held for review")
+    reject.add_argument("update_id", metavar="ID")
+    reject.add_argument("--reason", default="", metavar="R", help="why, for the audit trail")
+    reject.set_defaults(command=cmd_reject)
     return parser
 
 
 # -- commands ---------------------------------------------------------------------------
 
 def cmd_init(config, args) -> int:
-    for directory in (config.data_dir, config.spool_dir,
-                      *(config.spool_dir / sub for sub in SPOOL_SUBDIRS)):
-        directory.mkdir(parents=True, exist_ok=True)
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    Spool(config.spool_dir).create()
     existed = config.store_path.exists()
     with Store.open_writable(config.store_path, create=True) as store:
         versions = len(store.history())
@@ -221,16 +234,23 @@ def cmd_history(config, args) -> int:
 
 
 def cmd_verify(config, args) -> int:
-    problems = [f"missing directory {d}" for d in
-                (config.data_dir, *(config.spool_dir / sub for sub in SPOOL_SUBDIRS)) if not d.is_dir()]
+    problems = [] if config.data_dir.is_dir() else [f"missing directory {config.data_dir}"]
+    spool = Spool(config.spool_dir)
+    problems += spool.problems()
     with Store.open_readonly(config.store_path) as store:
         problems += store.integrity_problems()
         versions = len(store.history())
+        held = len(store.updates_in_state("held"))
     for problem in problems:
         print(f"problem: {problem}")
     if problems:
         raise Refused(f"verify found {len(problems)} problems")
-    print(f"store OK: {versions} versions, schema and content hashes check out")
+    print(f"store OK: {versions} versions, schema, content hashes and update records check out")
+    print(f"spool: {spool.backlog()} updates waiting, {len(spool.failed_names())} failed "
+          f"(in {spool.failed}), {held} held for review (fplane-admin held)")
+    beat = read_heartbeat(config.data_dir)
+    print("writer: no heartbeat yet (has fplane-writer ever run?)" if beat is None else
+          f"writer: pid {beat.get('pid')}, {beat.get('state')}, last heartbeat {beat.get('beat_at')}")
     return 0
 
 
@@ -296,6 +316,37 @@ def cmd_stations(config, args) -> int:
     return 0
 
 
+def cmd_held(config, args) -> int:
+    with Store.open_readonly(config.store_path) as store:
+        held = store.updates_in_state("held")
+    if not held:
+        print("no updates are held for review")
+        return 0
+    print(f"{'update':<20}  {'received_at':<20}  {'valid_from':<20}  {'station':<12}  why held")
+    for u in held:
+        print(f"{u.update_id:<20}  {dates.format_micros(u.received_at)[:20]:<20}  "
+              f"{dates.format_micros(u.valid_from):<20}  {u.station:<12}  {u.reason}")
+    print("release ID commits one, reject ID drops it")
+    return 0
+
+
+def cmd_release(config, args) -> int:
+    with Store.open_writable(config.store_path) as store:
+        update = _held_update(store, args.update_id)
+        outcome = commit_update(store, config, update, _now_micros(), released_by=_operator())
+    print(f"update {update.update_id}: {outcome.describe()}")
+    return 0
+
+
+def cmd_reject(config, args) -> int:
+    with Store.open_writable(config.store_path) as store:
+        update = _held_update(store, args.update_id)
+        reason = f"rejected by {_operator()}" + (f": {args.reason}" if args.reason else "")
+        store.record_update(update, "rejected", _now_micros(), reason=reason)
+    print(f"update {update.update_id}: {reason}; nothing committed")
+    return 0
+
+
 # -- helpers ----------------------------------------------------------------------------
 
 def _instant(text: str, config, now: datetime) -> datetime:
@@ -303,6 +354,19 @@ def _instant(text: str, config, now: datetime) -> datetime:
         return dates.parse_datestr(text, config.timezone, now)
     except dates.DateError as err:
         raise Refused(str(err)) from None
+
+
+def _held_update(store: Store, update_id: str):
+    update = store.update_by_id(update_id)
+    if update is None:
+        raise Refused(f"no update {update_id!r} in the store (fplane-admin held lists the held ones)")
+    if update.state != "held":
+        raise Refused(f"update {update_id} is {update.state}, not held: nothing to do")
+    return update
+
+
+def _now_micros() -> int:
+    return dates.to_micros(datetime.now(timezone.utc))
 
 
 def _operator() -> str:

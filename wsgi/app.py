@@ -20,6 +20,7 @@ from webob import Request
 from wsgi import codes, dates, process
 from wsgi.config import ConfigError, load_config
 from wsgi.logs import RequestLog, make_logger
+from wsgi.posting import UpdateReceiver
 from wsgi.reading import FplaneReader, parse_query
 from wsgi.responses import TEXT, CodedError, Prepared, error_response, wants_json
 from wsgi.store import Store, StoreUnavailable
@@ -83,13 +84,17 @@ class Service:
         self.request_log = RequestLog(config)
         self.store = WorkerStore(config.store_path)
         self.reader = FplaneReader(config)
+        self.receiver = UpdateReceiver(config, self.log)
         self.index_page = Prepared(  # constant: built once, served as is
             codes.http_status_line(codes.OK),
             [("Content-Type", TEXT), ("X-FPlane-Code", str(codes.OK))],
             INDEX_TEXT.format(forms=dates.ACCEPTED_FORMS).encode("utf-8"))
         self.routes = (
             (re.compile(r"/fplane(?:/(?P<datestr>[^/]*))?/?"),
-             {"GET": self.get_fplane, "HEAD": self.get_fplane}),
+             {"GET": self.get_fplane, "HEAD": self.get_fplane, "POST": self.post_fplane}),
+            (re.compile(r"/positions(?:/(?P<datestr>[^/]*))?/?"), {"POST": self.post_positions}),
+            (re.compile(r"/updates/(?P<uid>[^/]*)"),
+             {"GET": self.update_status, "HEAD": self.update_status}),
             (re.compile(r"/"), {"GET": self.index, "HEAD": self.index}),
         )
 
@@ -147,6 +152,15 @@ class Service:
             raise CodedError(codes.BAD_PARAMETER, "the query string is not valid UTF-8") from None
         query = parse_query(datestr or None, params, req.environ)
         return self.reader.get_fplane(self.store.get(), query, req.environ)
+
+    def post_fplane(self, req: Request, datestr: str | None) -> Prepared:
+        return self.receiver.receive(req.environ, self.store.get(), "config", datestr or None)
+
+    def post_positions(self, req: Request, datestr: str | None) -> Prepared:
+        return self.receiver.receive(req.environ, self.store.get(), "positions", datestr or None)
+
+    def update_status(self, req: Request, uid: str) -> Prepared:
+        return self.receiver.update_status(self.store.get(), uid, _error_wants_json(req.environ))
 
     def index(self, req: Request) -> Prepared:
         return self.index_page

@@ -95,3 +95,9 @@ def http_status_line(code: int) -> str:
     """The WSGI status line for ``code``, e.g. '404 Not Found'."""
     status = CODES[code].http_status
     return f"{status} {HTTPStatus(status).phrase}"
+
+
+def post_status_line(code: int) -> str:
+    """The status line of a POST's answer: 100 is 202 Accepted there (spooled, not yet
+    committed), every other code as in the table."""
+    return "202 Accepted" if code == OK else http_status_line(code)

@@ -24,13 +24,13 @@ version lives in ``PRAGMA user_version``; ``migrate()`` brings an older file up 
 import hashlib
 import sqlite3
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass, replace
 from pathlib import Path
 
 from wsgi import fplane
 from wsgi.fplane import VIRUS_SLOTS, Row
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 # Index i holds the statements that take a database from user_version i to i + 1.
 _MIGRATIONS = [
@@ -83,6 +83,27 @@ _MIGRATIONS = [
         PRIMARY KEY (position_set_id, ifuslot)
     ) WITHOUT ROWID;
     """,
+    # 2: the audit trail of posted updates. An update's row is written in the same
+    # transaction as the version or position set it made, so "recorded" and "committed"
+    # can never disagree, and a spooled file met again is recognised by its update_id.
+    """
+    CREATE TABLE updates (
+        update_id       TEXT PRIMARY KEY,
+        kind            TEXT NOT NULL,     -- config (POST /fplane) or positions
+        station         TEXT NOT NULL,
+        checksum        TEXT NOT NULL,
+        received_at     INTEGER NOT NULL,
+        valid_from      INTEGER NOT NULL,
+        remote_addr     TEXT NOT NULL,
+        payload         TEXT NOT NULL,     -- the posted data field, exactly as received
+        state           TEXT NOT NULL,     -- committed, unchanged, held or rejected
+        decided_at      INTEGER NOT NULL,
+        reason          TEXT NOT NULL,     -- why held or rejected, who released it
+        version_id      INTEGER REFERENCES versions(id),
+        position_set_id INTEGER REFERENCES position_sets(id)
+    );
+    CREATE INDEX updates_by_state ON updates (state, received_at);
+    """,
 ]
 assert len(_MIGRATIONS) == SCHEMA_VERSION
 
@@ -124,6 +145,28 @@ class PositionSet:
     comment: str
     source: str
     valid_until: int | None = None
+
+
+@dataclass(frozen=True)
+class UpdateRecord:
+    """The audit record of one posted update: who sent what, when, and what became of it."""
+    update_id: str
+    kind: str
+    station: str
+    checksum: str
+    received_at: int
+    valid_from: int
+    remote_addr: str
+    payload: str
+    state: str = ""
+    decided_at: int = 0
+    reason: str = ""
+    version_id: int | None = None
+    position_set_id: int | None = None
+
+
+UPDATE_STATES = ("committed", "unchanged", "held", "rejected")
+_UPDATE_COLUMNS = ", ".join(UpdateRecord.__dataclass_fields__)
 
 
 def _fixed(value: float) -> str:
@@ -394,6 +437,12 @@ class Store:
             " ON r.configuration_id = v.configuration_id WHERE r.ifuslot IS NULL"
         ):
             problems.append(f"version {version_id}: its configuration has no rows")
+        for update_id, state in self._db.execute(
+            "SELECT update_id, state FROM updates WHERE (state IN ('committed', 'unchanged'))"
+            " = (version_id IS NULL AND position_set_id IS NULL)"
+        ):
+            problems.append(f"update {update_id}: {state}, but its version / position set "
+                            f"link says otherwise")
         return problems
 
     def backup(self, target: Path) -> None:
@@ -411,16 +460,20 @@ class Store:
     # -- writing (writer and admin tool only) -----------------------------------------
 
     def record_version(self, rows, valid_from: int, recorded_at: int, station: str,
-                       comment: str = "", source: str = "") -> tuple[Version, bool]:
+                       comment: str = "", source: str = "",
+                       update: UpdateRecord | None = None) -> tuple[Version, bool]:
         """Record a configuration valid from ``valid_from``, in one transaction.
 
         Returns (version, created). When the version already valid at ``valid_from`` says
         the same, nothing is written and that version comes back with created=False.
+        ``update``: the posted update this comes from, recorded in the same transaction
+        as committed (or unchanged), with the version's id.
         """
         digest = content_hash(rows)
         with self._write_transaction():
             current = self.version_at(valid_from)
             if current is not None and self._configuration_hash(current.configuration_id) == digest:
+                self._write_update(update, "unchanged", recorded_at, version_id=current.id)
                 return current, False
             configuration_id = self._configuration_id(rows, digest)
             version_id = self._db.execute(
@@ -428,6 +481,7 @@ class Store:
                 " configuration_id) VALUES (?, ?, ?, ?, ?, ?)",
                 (valid_from, recorded_at, station, comment, source, configuration_id),
             ).lastrowid
+            self._write_update(update, "committed", recorded_at, version_id=version_id)
         return self.version_by_id(version_id), True
 
     def version_by_id(self, version_id: int) -> Version | None:
@@ -469,14 +523,17 @@ class Store:
         return configuration_id
 
     def record_position_set(self, positions: dict, valid_from: int, recorded_at: int,
-                            station: str, comment: str = "", source: str = "") -> tuple[PositionSet, bool]:
-        """Record measured positions (seat -> (x, y)); same no-change rule as record_version."""
+                            station: str, comment: str = "", source: str = "",
+                            update: UpdateRecord | None = None) -> tuple[PositionSet, bool]:
+        """Record measured positions (seat -> (x, y)); same no-change and ``update`` rules
+        as record_version."""
         digest = positions_hash(positions)
         with self._write_transaction():
             current = self.position_set_at(valid_from)
             if current is not None and self._db.execute(
                 "SELECT content_hash FROM position_sets WHERE id = ?", (current.id,)
             ).fetchone()[0] == digest:
+                self._write_update(update, "unchanged", recorded_at, position_set_id=current.id)
                 return current, False
             set_id = self._db.execute(
                 "INSERT INTO position_sets (valid_from, recorded_at, station, comment, source,"
@@ -487,5 +544,44 @@ class Store:
                 "INSERT INTO positions (position_set_id, ifuslot, x, y) VALUES (?, ?, ?, ?)",
                 [(set_id, slot, x, y) for slot, (x, y) in positions.items()],
             )
+            self._write_update(update, "committed", recorded_at, position_set_id=set_id)
         return self.position_set_by_id(set_id), True
+
+    # -- posted updates -----------------------------------------------------------------
+
+    def update_by_id(self, update_id: str) -> UpdateRecord | None:
+        row = self._db.execute(
+            f"SELECT {_UPDATE_COLUMNS} FROM updates WHERE update_id = ?", (update_id,)
+        ).fetchone()
+        return UpdateRecord(*row) if row else None
+
+    def updates_in_state(self, state: str) -> list[UpdateRecord]:
+        """Oldest first."""
+        return [UpdateRecord(*row) for row in self._db.execute(
+            f"SELECT {_UPDATE_COLUMNS} FROM updates WHERE state = ? ORDER BY received_at",
+            (state,))]
+
+    def record_update(self, update: UpdateRecord, state: str, decided_at: int, reason: str = "") -> None:
+        """Record an update that made no version (held, rejected), in its own transaction."""
+        with self._write_transaction():
+            self._write_update(update, state, decided_at, reason=reason)
+
+    def _write_update(self, update: UpdateRecord | None, state: str, decided_at: int,
+                      reason: str | None = None, version_id: int | None = None,
+                      position_set_id: int | None = None) -> None:
+        # Insert, or move a held update on (released, rejected): its id is its identity.
+        if update is None:
+            return
+        assert state in UPDATE_STATES, state
+        record = replace(update, state=state, decided_at=decided_at,
+                         reason=update.reason if reason is None else reason,
+                         version_id=version_id, position_set_id=position_set_id)
+        values = astuple(record)
+        placeholders = ", ".join("?" * len(values))
+        self._db.execute(
+            f"INSERT INTO updates ({_UPDATE_COLUMNS}) VALUES ({placeholders})"
+            " ON CONFLICT (update_id) DO UPDATE SET state = excluded.state,"
+            " decided_at = excluded.decided_at, reason = excluded.reason,"
+            " version_id = excluded.version_id, position_set_id = excluded.position_set_id",
+            values)
 

@@ -1,0 +1,268 @@
+"""fplane-writer: commits spooled updates into the store, one SQLite transaction each.
+
+    fplane-writer -c config.ini [--once]
+
+A thin loop around ``Writer.run_once()``, which handles every update waiting now, oldest
+first (file names start with the receiving time): claimed-but-unfinished ones left by a
+writer that crashed or was killed, then new ones. It sleeps ``[Writer] sleep`` seconds
+only when there was nothing to do. SIGTERM and SIGINT let the current update finish, then
+the writer exits 0. ``--once`` drains what is there and exits (cron, tests).
+
+Crash safety, with the update ids of wsgi.spool: an update is claimed by renaming it into
+cur/, committed with its audit record in one transaction, then moved to done/. Killed
+anywhere in between, the writer finds the file in cur/ at its next start and commits it
+again, which the update id in the store turns into "already recorded, nothing to do".
+Each claim counts an attempt in the file's name before the attempt starts, so even an
+update that kills the writer every time ends in failed/ after ``[Writer] max_attempts``.
+
+One writer per data directory: a lock file (flock, released by the kernel however the
+process ends) refuses a second one.
+"""
+
+import argparse
+import fcntl
+import os
+import signal
+import sys
+import threading
+import time
+from collections import Counter
+from datetime import datetime, timezone
+from pathlib import Path
+
+from wsgi import dates
+from wsgi.config import ConfigError, load_config
+from wsgi.heartbeat import write_heartbeat
+from wsgi.logs import make_logger
+from wsgi.spool import Claimed, Spool, SpooledUpdate
+from wsgi.status import UpdateError
+from wsgi.store import Store, StoreUnavailable, UpdateRecord
+from writer.commit import commit_update, notification_for
+from writer.notify import Notifier
+
+LOCK_FILENAME = "writer.lock"
+HEARTBEAT_INTERVAL = 1.0   # seconds between heartbeats while busy
+
+
+class WriterBusy(Exception):
+    """Another writer holds the data directory's lock."""
+
+
+class Writer:
+    def __init__(self, config, log, notifier=None):
+        self.config = config
+        self.log = log
+        self.spool = Spool(config.spool_dir)
+        self.notifier = notifier or Notifier(config, log)
+        self.counts: Counter = Counter()
+        self.started_at = time.time()
+        self.state = "starting"
+        self._store: Store | None = None
+        self._stop = threading.Event()
+        self._last_beat = 0.0
+
+    # -- one pass -----------------------------------------------------------------------
+
+    def run_once(self) -> int:
+        """Handle every update waiting now; returns how many were finished (committed,
+        found already committed, held or given up). Updates whose attempt failed stay in
+        cur/ for the next pass, after a sleep."""
+        store = self._open_store()
+        if store is None:
+            return 0
+        finished = 0
+        for claimed in self.spool.claimed():
+            if self.stopping:
+                break
+            again = self.spool.retry(claimed)
+            if again is not None:
+                finished += self._handle(store, again)
+        for name in self.spool.waiting():
+            if self.stopping:
+                break
+            claimed = self.spool.claim(name)
+            if claimed is not None:
+                finished += self._handle(store, claimed)
+        return finished
+
+    def _handle(self, store: Store, claimed: Claimed) -> int:
+        try:
+            update = SpooledUpdate.from_bytes(self.spool.read(claimed))
+            self._commit(store, update)
+        except Exception as err:   # one update's failure must not stop the spool
+            return self._failed(claimed, err)
+        self.spool.finish(claimed)
+        self._beat_if_due()
+        return 1
+
+    def _commit(self, store: Store, update: SpooledUpdate) -> None:
+        if store.update_by_id(update.update_id) is not None:
+            # Committed before a crash or kill, or posted twice at the same moment.
+            self.counts["duplicates"] += 1
+            self.log.info("update %s is already recorded: nothing to do", update.update_id)
+            return
+        record = UpdateRecord(update.update_id, update.kind, update.station, update.checksum,
+                              update.received_at, update.valid_from, update.remote_addr,
+                              update.data)
+        outcome = commit_update(store, self.config, record, dates.to_micros(_now()),
+                                hold_reason=update.hold_reason if update.held else "")
+        self.counts[outcome.state] += 1
+        self.log.info("update %s (%s) from station %s: %s", update.update_id, update.kind,
+                      update.station, outcome.describe())
+        mail = notification_for(record, outcome, str(self.config.path))
+        if mail is not None:
+            self.notifier.notify(*mail)
+
+    def _failed(self, claimed: Claimed, err: Exception) -> int:
+        reason = f"{type(err).__name__}: {err}"
+        # A file that cannot be read as an update, or whose data the checks now refuse,
+        # will not get better by trying again.
+        permanent = isinstance(err, (ValueError, UpdateError))
+        if permanent or claimed.attempt >= self.config.max_attempts:
+            self.spool.give_up(claimed, f"attempt {claimed.attempt}: {reason}")
+            self.counts["failed"] += 1
+            self.log.error("update %s failed for good after attempt %d, moved to failed/: %s",
+                           claimed.name, claimed.attempt, reason)
+            self.notifier.notify(
+                f"update {claimed.name} failed",
+                f"The writer gave up on spooled update {claimed.name} after attempt "
+                f"{claimed.attempt}:\n{reason}\n\nThe file and its reason are in "
+                f"{self.spool.failed}/. Posting the same update again spools it anew.\n")
+            return 1
+        self.log.warning("update %s: attempt %d of %d failed, retrying after a pause: %s",
+                         claimed.name, claimed.attempt, self.config.max_attempts, reason)
+        return 0
+
+    def _open_store(self) -> Store | None:
+        if self._store is None:
+            try:
+                self._store = Store.open_writable(self.config.store_path)
+            except StoreUnavailable as err:
+                # Nothing is claimed while the store is away, so no update uses up its
+                # attempts on a problem that is not its own.
+                self._set_state(f"waiting for the store: {err}")
+                self.log.error("store unavailable, will try again: %s", err.detail)
+                return None
+        return self._store
+
+    # -- the loop -----------------------------------------------------------------------
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def stop(self, *_signal_args) -> None:
+        """Finish the current update, then stop (the SIGTERM / SIGINT handler)."""
+        self._stop.set()
+
+    def run(self, once: bool = False) -> None:
+        """Until stopped (or, with ``once``, until nothing is left to do)."""
+        while not self.stopping:
+            self._set_state("working")
+            finished = self.run_once()
+            if finished:
+                continue   # sleep only when idle: more may have arrived meanwhile
+            if once:
+                break
+            self._set_state("idle")
+            self._stop.wait(self.config.writer_sleep)
+        self._set_state("stopped")
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+    def _set_state(self, state: str) -> None:
+        self.state = state
+        self._beat()
+
+    def _beat_if_due(self) -> None:
+        if time.monotonic() - self._last_beat >= HEARTBEAT_INTERVAL:
+            self._beat()
+
+    def _beat(self) -> None:
+        self._last_beat = time.monotonic()
+        now = _now()
+        try:
+            write_heartbeat(self.config.data_dir, {
+                "pid": os.getpid(),
+                "beat_at": dates.format_instant(now),
+                "beat_at_unix": now.timestamp(),
+                "started_at": dates.format_instant(datetime.fromtimestamp(self.started_at, timezone.utc)),
+                "state": self.state,
+                "backlog": self.spool.backlog(),
+                **{k: self.counts[k] for k in ("committed", "unchanged", "held", "duplicates", "failed")},
+            })
+        except OSError as err:
+            self.log.warning("cannot write the heartbeat: %s", err)
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class DataDirectoryLock:
+    """flock on <data_dir>/writer.lock: the kernel drops it however the holder ends."""
+
+    def __init__(self, data_dir: Path):
+        self.path = Path(data_dir) / LOCK_FILENAME
+        self._fd: int | None = None
+
+    def __enter__(self) -> "DataDirectoryLock":
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode("ascii", "replace").strip() or "unknown"
+            os.close(fd)
+            raise WriterBusy(f"another fplane-writer (pid {holder}) is already running on "
+                             f"{self.path.parent}; only one may write there") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._fd = fd
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        os.close(self._fd)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="fplane-writer", description="Commit spooled fplane updates into the store.")
+    parser.add_argument("-c", "--config", required=True, metavar="config.ini")
+    parser.add_argument("--once", action="store_true",
+                        help="handle what is in the spool now, then exit")
+    args = parser.parse_args(argv)
+    try:
+        config = load_config(args.config)
+    except ConfigError as err:
+        print(f"fplane-writer: {err}", file=sys.stderr)
+        return 1
+    log = make_logger(config, "writer")
+    try:
+        config.data_dir.mkdir(parents=True, exist_ok=True)
+        with DataDirectoryLock(config.data_dir):
+            writer = Writer(config, log)
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(signum, writer.stop)
+            log.info("writer started (pid %d, spool %s)", os.getpid(), config.spool_dir)
+            try:
+                writer.run(once=args.once)
+            finally:
+                writer.close()
+            log.info("writer stopped: %s", _summary(writer.counts))
+            print(f"fplane-writer: {_summary(writer.counts)}", file=sys.stderr)
+    except (WriterBusy, OSError) as err:
+        log.error("%s", err)
+        print(f"fplane-writer: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _summary(counts: Counter) -> str:
+    return ", ".join(f"{counts[k]} {k}" for k in ("committed", "unchanged", "held", "duplicates", "failed"))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,225 @@
+"""Receiving updates: ``POST /fplane[/<datestr>]`` and ``POST /positions[/<datestr>]``, and
+``GET /updates/<id>`` to follow one (contract section 5).
+
+The web app only checks and spools; the writer commits. A post is checked in the
+contract's order, each failure its own code with a message the station's operator can
+act on: fields (202), station (206), password (203), role (204), checksum (201), data
+(208, 209), time stamp (210, 211). Then what the update would do is judged against the
+store as it is now: a dry run answers 101 with the resulting file, an update that
+changes nothing 102, one that would switch off half the IFUs is spooled to be held
+(103), anything else is spooled (100). The answer comes only after the spooled file is
+on disk (wsgi.spool), so an update answered 100 survives any crash.
+"""
+
+import hashlib
+import hmac
+import json
+import re
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from wsgi import codes, dates, fplane
+from wsgi.forms import parse_form, read_body
+from wsgi.responses import JSON, TEXT, CodedError, Prepared
+from wsgi.spool import Spool, SpooledUpdate, is_update_id, update_id
+from wsgi.stations import StationList
+from wsgi.status import UpdateError, check_timestamp
+from wsgi.store import Store
+from wsgi.updates import decode_payload, plan_configuration, plan_positions, resolve_valid_from
+
+FIELDS = ("station_id", "password", "checksum", "data")
+_SHA256_HEX = re.compile(r"[0-9a-fA-F]{64}")
+
+
+@dataclass(frozen=True)
+class Whereabouts:
+    """Where an update is now: ``state`` is queued, committed, unchanged, held, rejected
+    or failed; ``record`` is its store audit record once the writer has decided on it."""
+    state: str
+    record: object = None
+    reason: str = ""
+
+
+class UpdateReceiver:
+    def __init__(self, config, log):
+        self.config = config
+        self.log = log
+        self.stations = StationList(config.station_list, warn=log.warning)
+        self.spool = Spool(config.spool_dir)
+
+    # -- POST -------------------------------------------------------------------------
+
+    def receive(self, environ, store: Store, kind: str, datestr: str | None,
+                now: datetime | None = None) -> Prepared:
+        """Check, judge and (unless a dry run or no change) spool one post of ``kind``
+        (``config`` or ``positions``, which is also the role the station needs)."""
+        now = now or datetime.now(timezone.utc)
+        body = read_body(environ, self.config.max_body)
+        fields = _required_fields(parse_form(environ.get("CONTENT_TYPE", ""), body))
+        station_id = fields["station_id"].decode("utf-8", "replace")
+        station = self.stations.authenticate(
+            station_id, fields["password"].decode("utf-8", "replace"), role=kind)
+        checksum = _checked_checksum(fields["checksum"], fields["data"])
+        decoded, payload, valid_from = self._checked_data(kind, fields["data"], datestr, now)
+
+        uid = update_id(station.station_id, checksum)
+        commit = decoded["commit"]
+        earlier = self.locate(store, uid) if commit else None
+        with store.snapshot():
+            if kind == "config":
+                plan = plan_configuration(store, payload, valid_from, self.config.static_rows)
+            else:
+                plan = plan_positions(store, payload, valid_from)
+        hold_reason = getattr(plan, "hold_reason", "")
+
+        if not commit:
+            note = ""
+            if plan.unchanged:
+                note = " (it would change nothing)"
+            elif hold_reason:
+                note = f" (it would be held for review: {hold_reason})"
+            return self._answer(codes.DRY_RUN, f"dry run OK, nothing stored{note}", plan, kind,
+                                f"dry run by station {station.station_id}: nothing stored")
+        if earlier is not None and earlier.state != "failed":
+            # (A failed update is spooled again below: its cause may have been fixed.)
+            held = earlier.state == "held" or (earlier.state == "queued" and hold_reason)
+            code = codes.HELD if held else codes.OK
+            return self._answer(code, f"{codes.CODES[code].message}: update {uid} was already "
+                                      f"received ({earlier.state}); not spooled again",
+                                plan, kind, f"update {uid}: {earlier.state}", uid)
+        if plan.unchanged:
+            what = "version" if kind == "config" else "the measured positions"
+            return self._answer(codes.NO_CHANGE, f"no change, nothing new committed: {what} "
+                                                 f"valid at {dates.format_micros(valid_from)} "
+                                                 f"already says this", plan, kind,
+                                f"no change: nothing spooled")
+
+        update = SpooledUpdate(
+            update_id=uid, kind=kind, station=station.station_id, checksum=checksum,
+            received_at=dates.to_micros(now), valid_from=valid_from,
+            data=fields["data"].decode("utf-8"), held=bool(hold_reason), hold_reason=hold_reason,
+            remote_addr=environ.get("REMOTE_ADDR", ""))
+        try:
+            self.spool.enqueue(update)
+        except OSError as err:
+            self.log.error("spool: cannot spool update %s from %s: %s", uid, station.station_id, err)
+            raise CodedError(codes.UNAVAILABLE, "the spool is unavailable: the update was not "
+                                                "accepted; post it again later") from None
+        self.log.info("update %s (%s) from station %s spooled%s, valid_from %s", uid, kind,
+                      station.station_id, " to be held" if hold_reason else "",
+                      dates.format_micros(valid_from))
+        if hold_reason:
+            return self._answer(codes.HELD, f"accepted but held for review: update {uid}; "
+                                            f"{hold_reason}; an operator decides with "
+                                            f"fplane-admin release / reject {uid}",
+                                plan, kind, f"update {uid}: held for review", uid)
+        return self._answer(codes.OK, f"OK: accepted as update {uid}; the writer commits it "
+                                      f"shortly (GET /updates/{uid} tells when)",
+                            plan, kind, f"update {uid}: spooled", uid)
+
+    def _checked_data(self, kind: str, data: bytes, datestr: str | None, now: datetime):
+        """(decoded data, payload, valid_from in µs), or the first refusal 208-211 / 301."""
+        site_tz = self.config.timezone
+        try:
+            decoded, payload = decode_payload(kind, data, site_tz)
+            default = payload.timestamp if kind == "config" else now
+            valid_from = resolve_valid_from(datestr, decoded, default, site_tz, now)
+            if kind == "config":
+                check_timestamp(payload.timestamp, now, self.config.max_age, self.config.max_future)
+        except UpdateError as err:
+            raise CodedError(err.code, err.message, err.problems) from None
+        return decoded, payload, dates.to_micros(valid_from)
+
+    def _answer(self, code: int, message: str, plan, kind: str, summary: str,
+                uid: str | None = None) -> Prepared:
+        """``<code> <message>``, then the resulting full fplane file (contract section 6)."""
+        header = [summary, f"valid_from {dates.format_micros(plan.valid_from)}",
+                  "positions: nominal" if kind == "config" else
+                  "positions: measured by this update; seats not measured are nominal"]
+        if plan.rows:
+            header.append("full file (inactive seats commented out)")
+            text = fplane.render_fplane(plan.rows, header, full=True)
+        else:
+            text = fplane.render_header(header + [
+                "no configuration is valid then, so there is no file to show"])
+        headers = [("Content-Type", TEXT), ("X-FPlane-Code", str(code)), ("Cache-Control", "no-store")]
+        if uid is not None:
+            headers.append(("X-FPlane-Update", uid))
+        return Prepared(codes.post_status_line(code), headers,
+                        f"{code} {message}\n{text}".encode("utf-8"), code=code)
+
+    # -- following an update ----------------------------------------------------------
+
+    def locate(self, store: Store, uid: str) -> Whereabouts | None:
+        """Where update ``uid`` is, None if it was never received (or its file is gone).
+
+        Files move new/ -> cur/ -> done/ or failed/, and the writer records an update in
+        the store before it moves its file on: looking in that same order (spool, then
+        store, then failed/) cannot miss an update that moves while we look."""
+        if self.spool.is_queued(uid):
+            return Whereabouts("queued")
+        record = store.update_by_id(uid)
+        if record is not None:
+            return Whereabouts(record.state, record, record.reason)
+        reason = self.spool.failure_reason(uid)
+        if reason is not None:
+            return Whereabouts("failed", reason=reason)
+        return None
+
+    def update_status(self, store: Store, uid: str, as_json: bool) -> Prepared:
+        """GET /updates/<id>: queued / committed (version) / unchanged / held / rejected /
+        failed (reason)."""
+        where = self.locate(store, uid) if is_update_id(uid) else None
+        if where is None:
+            raise CodedError(codes.NOT_FOUND, f"unknown update id {uid[:40]!r}",
+                             ["an update id is the 20 hex digits a post answered with 100 or 103"])
+        fields = {"update_id": uid, "state": where.state}
+        record = where.record
+        if record is not None:
+            fields.update({
+                "kind": record.kind, "station": record.station,
+                "received_at": dates.format_micros(record.received_at),
+                "valid_from": dates.format_micros(record.valid_from),
+                "decided_at": dates.format_micros(record.decided_at),
+                "version": record.version_id, "position_set": record.position_set_id,
+            })
+        if where.reason:
+            fields["reason"] = where.reason
+        fields = {k: v for k, v in fields.items() if v is not None}
+        headers = [("X-FPlane-Code", str(codes.OK)), ("X-FPlane-Update", uid),
+                   ("Cache-Control", "no-store")]
+        if as_json:
+            body = json.dumps({"code": codes.OK, **fields}, indent=1) + "\n"
+            headers.insert(0, ("Content-Type", JSON))
+        else:
+            body = f"{codes.OK} OK\n" + "".join(f"{k}: {v}\n" for k, v in fields.items())
+            headers.insert(0, ("Content-Type", TEXT))
+        return Prepared(codes.http_status_line(codes.OK), headers, body.encode("utf-8"))
+
+
+def _required_fields(form: dict[str, list[bytes]]) -> dict[str, bytes]:
+    missing = [name for name in FIELDS if not form.get(name) or not form[name][-1].strip()]
+    if missing:
+        raise CodedError(codes.MISSING_FIELD,
+                         f"missing or empty form field: {', '.join(missing)}",
+                         [f"a post has the fields {', '.join(FIELDS)} (contract section 5)"])
+    repeated = [name for name in FIELDS if len(form[name]) > 1]
+    if repeated:
+        raise CodedError(codes.MISSING_FIELD,
+                         f"form field given more than once: {', '.join(repeated)}; send each once")
+    return {name: form[name][0] for name in FIELDS}
+
+
+def _checked_checksum(checksum: bytes, data: bytes) -> str:
+    """The posted checksum, lower-case, if it is the SHA-256 of ``data``; else 201."""
+    text = checksum.decode("ascii", "replace").strip()
+    if not _SHA256_HEX.fullmatch(text):
+        raise CodedError(codes.CHECKSUM_MISMATCH,
+                         "checksum mismatch: checksum must be the SHA-256 hex digest "
+                         "(64 hex digits) of the data field's UTF-8 bytes")
+    actual = hashlib.sha256(data).hexdigest()
+    if not hmac.compare_digest(actual, text.lower()):
+        raise CodedError(codes.CHECKSUM_MISMATCH,
+                         "checksum mismatch: checksum is not the SHA-256 of data as received "
+                         "(was data changed on the way, or the checksum made of other bytes?)")
+    return actual

@@ -1,0 +1,209 @@
+"""The spool: accepted updates on their way from the web app to the writer (Maildir style).
+
+    tmp/     the web app writes a file here (O_EXCL), flushes and fsyncs it,
+    new/     then renames it here and fsyncs the directory: only then is 100 answered;
+    cur/     the writer claims a file by renaming it here, the attempt number in its name;
+    done/    committed (or found already committed): the raw request, kept;
+    failed/  given up after [Writer] max_attempts, with a ``.reason`` file beside it.
+
+File names start with the receiving time in microseconds, so a sorted listing is FIFO:
+``<received_at:016d>.<update_id>`` (in cur/ ``...:<attempt>``).
+
+The update id is derived from station + checksum, so posting the same update again
+finds the same id: the web app answers with it instead of spooling a second copy, and
+the writer, which records every id in the store in the same transaction as the commit,
+never commits one twice even if two copies do slip in (two posts racing) or a crash
+comes between commit and cleanup.
+
+A spooled update is a small JSON object (never pickle): who sent it, when, what
+(the ``data`` text exactly as posted) and what the web app decided about it.
+"""
+
+import hashlib
+import json
+import os
+import re
+import secrets
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from wsgi.files import fsync_directory
+
+SUBDIRECTORIES = ("tmp", "new", "cur", "done", "failed")
+KINDS = ("config", "positions")
+
+_UPDATE_ID = re.compile(r"[0-9a-f]{20}")
+_NAME = re.compile(r"(?P<received>\d{16})\.(?P<update_id>[0-9a-f]{20})")
+_CLAIMED = re.compile(rf"(?P<name>{_NAME.pattern}):(?P<attempt>\d+)")
+REASON_SUFFIX = ".reason"
+
+
+def update_id(station: str, checksum: str) -> str:
+    """The id of an update: the same station posting the same data gets the same id."""
+    return hashlib.sha256(f"{station}\n{checksum.lower()}".encode()).hexdigest()[:20]
+
+
+def is_update_id(text: str) -> bool:
+    return _UPDATE_ID.fullmatch(text) is not None
+
+
+@dataclass(frozen=True)
+class SpooledUpdate:
+    update_id: str
+    kind: str               # "config" (POST /fplane) or "positions" (POST /positions)
+    station: str
+    checksum: str           # SHA-256 hex of data, as posted
+    received_at: int        # µs UTC
+    valid_from: int         # µs UTC, as resolved by the web app
+    data: str               # the posted data field, exactly
+    held: bool = False      # the web app answered 103: hold for review whatever the writer finds
+    hold_reason: str = ""
+    remote_addr: str = ""
+
+    @property
+    def name(self) -> str:
+        return f"{self.received_at:016d}.{self.update_id}"
+
+    def to_bytes(self) -> bytes:
+        return json.dumps(asdict(self), ensure_ascii=False, indent=1).encode("utf-8")
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> "SpooledUpdate":
+        """Raises ValueError for a file that is not a spooled update."""
+        try:
+            fields = json.loads(raw.decode("utf-8"))
+            update = cls(**fields)
+        except (UnicodeDecodeError, json.JSONDecodeError, TypeError) as err:
+            raise ValueError(f"not a spooled update: {err}") from None
+        if not is_update_id(update.update_id) or update.kind not in KINDS:
+            raise ValueError("not a spooled update: bad update_id or kind")
+        return update
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A file the writer has claimed: its path in cur/ and which attempt this is."""
+    path: Path
+    name: str
+    attempt: int
+
+
+class Spool:
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self.tmp, self.new, self.cur, self.done, self.failed = (
+            self.root / d for d in SUBDIRECTORIES)
+
+    def create(self) -> None:
+        for directory in (self.root, self.tmp, self.new, self.cur, self.done, self.failed):
+            directory.mkdir(mode=0o750, parents=True, exist_ok=True)
+
+    def problems(self) -> list[str]:
+        """What keeps the spool from working (for errors and fplane-admin verify)."""
+        return [f"spool directory {d.name}/ is missing (fplane-admin init makes it)"
+                for d in (self.tmp, self.new, self.cur, self.done, self.failed) if not d.is_dir()]
+
+    # -- the web app's side ---------------------------------------------------------
+
+    def enqueue(self, update: SpooledUpdate) -> Path:
+        """Write ``update`` durably into new/; when this returns, a crash cannot lose it."""
+        # A random part: two workers spooling the same update in the same microsecond
+        # must not write into one temporary file.
+        temporary = self.tmp / f"{update.name}.{secrets.token_hex(4)}"
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(update.to_bytes())
+                f.flush()
+                os.fsync(f.fileno())
+            target = self.new / update.name
+            os.rename(temporary, target)
+        except BaseException:
+            temporary.unlink(missing_ok=True)
+            raise
+        fsync_directory(self.new)
+        return target
+
+    def is_queued(self, update_id: str) -> bool:
+        """True while the update waits in new/ or is being committed from cur/. Looking in
+        new/ first, then cur/, follows the files' one direction of travel, so a file
+        renamed while we look is still seen."""
+        return any(_id_of(name) == update_id
+                   for directory in (self.new, self.cur) for name in _names(directory))
+
+    def failure_reason(self, update_id: str) -> str | None:
+        """Why the writer gave up on the update, or None if it is not in failed/."""
+        for name in _names(self.failed):
+            if _id_of(name) == update_id and not name.endswith(REASON_SUFFIX):
+                try:
+                    return (self.failed / (name + REASON_SUFFIX)).read_text("utf-8").strip()
+                except OSError:
+                    return "no reason recorded"
+        return None
+
+    def failed_names(self) -> list[str]:
+        return sorted(n for n in _names(self.failed) if not n.endswith(REASON_SUFFIX))
+
+    def backlog(self) -> int:
+        return sum(1 for _ in _names(self.new)) + sum(1 for _ in _names(self.cur))
+
+    # -- the writer's side ---------------------------------------------------------
+
+    def claimed(self) -> list[Claimed]:
+        """Files a writer claimed and did not finish (it crashed or was killed), oldest first."""
+        found = []
+        for name in _names(self.cur):
+            match = _CLAIMED.fullmatch(name)
+            if match:
+                found.append(Claimed(self.cur / name, match["name"], int(match["attempt"])))
+        return sorted(found, key=lambda c: c.name)
+
+    def waiting(self) -> list[str]:
+        """Names in new/, oldest first."""
+        return sorted(name for name in _names(self.new) if _NAME.fullmatch(name))
+
+    def claim(self, name: str) -> Claimed | None:
+        """Move new/<name> into cur/ as attempt 1; None if it is gone (claimed elsewhere)."""
+        return self._move_to_attempt(self.new / name, name, 1)
+
+    def retry(self, claimed: Claimed) -> Claimed | None:
+        """Count one more attempt at a claimed file, before trying it again: the count
+        survives a crash, so a file that kills the writer still ends in failed/."""
+        return self._move_to_attempt(claimed.path, claimed.name, claimed.attempt + 1)
+
+    def _move_to_attempt(self, source: Path, name: str, attempt: int) -> Claimed | None:
+        target = self.cur / f"{name}:{attempt}"
+        try:
+            os.rename(source, target)
+        except FileNotFoundError:
+            return None
+        # No fsync: after a crash that undoes this rename the file is just processed
+        # again, and the store's update ids make that a no-op.
+        return Claimed(target, name, attempt)
+
+    def read(self, claimed: Claimed) -> bytes:
+        return claimed.path.read_bytes()
+
+    def finish(self, claimed: Claimed) -> None:
+        """The update is in the store: keep the raw request in done/."""
+        os.rename(claimed.path, self.done / claimed.name)
+
+    def give_up(self, claimed: Claimed, reason: str) -> None:
+        """Move aside for good, with its reason, so one bad file cannot block the spool."""
+        reason_file = self.failed / (claimed.name + REASON_SUFFIX)
+        reason_file.write_text(reason.rstrip("\n") + "\n", "utf-8")
+        os.rename(claimed.path, self.failed / claimed.name)
+        fsync_directory(self.failed)
+
+
+def _id_of(name: str) -> str | None:
+    match = _NAME.match(name)
+    return match["update_id"] if match else None
+
+
+def _names(directory: Path):
+    try:
+        with os.scandir(directory) as entries:
+            return [entry.name for entry in entries]
+    except FileNotFoundError:
+        return []

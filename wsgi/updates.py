@@ -1,0 +1,103 @@
+"""What a posted update would do to the store: the one judgement the web app makes when
+it answers a post and the writer makes again when it commits.
+
+Both ask the same questions of the store as it is at that moment (the writer may commit
+hours after the post, and other updates may have landed in between): which version is
+valid at the update's valid_from, what configuration the status makes of it, whether
+that changes anything, and whether the change is big enough to hold for review.
+"""
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from wsgi import codes, dates, fplane
+from wsgi.fplane import Row
+from wsgi.responses import CodedError
+from wsgi.status import SUSPICIOUS_FRACTION as HOLD_FRACTION
+from wsgi.status import (HardwareStatus, UpdateError, build_configuration, decode_update,
+                         deactivated_fraction, new_hardware, parse_status, positions_from_update)
+from wsgi.store import Store, Version, content_hash, positions_hash
+
+
+@dataclass(frozen=True)
+class ConfigurationPlan:
+    valid_from: int                 # µs
+    previous: Version | None        # the version valid at valid_from now, if any
+    rows: tuple[Row, ...]           # the full configuration the status makes
+    unchanged: bool                 # previous already says exactly this
+    hold_reason: str                # why it must wait for review; "" when it need not
+    news: tuple[str, ...]           # new spectrographs and IFUs, for the operators
+
+
+@dataclass(frozen=True)
+class PositionsPlan:
+    valid_from: int
+    positions: dict                 # seat -> (x, y)
+    unchanged: bool
+    version: Version | None         # the configuration they will be served with
+    rows: tuple[Row, ...]           # its rows with these positions; () without a version
+
+
+def plan_configuration(store: Store, status: HardwareStatus, valid_from: int,
+                       static_rows) -> ConfigurationPlan:
+    """Call inside store.snapshot(): the answer must come from one state of the store."""
+    previous = store.version_at(valid_from)
+    previous_rows = store.configuration_rows(previous.configuration_id) if previous else None
+    rows = build_configuration(status, previous_rows, static_rows)
+    fraction = deactivated_fraction(previous_rows, rows)
+    hold_reason = ""
+    if previous_rows and fraction >= HOLD_FRACTION:
+        hold_reason = (f"it would switch off {fraction:.0%} of the IFUs active in version "
+                       f"{previous.id} at once ({HOLD_FRACTION:.0%} or more is held for review)")
+    return ConfigurationPlan(
+        valid_from=valid_from,
+        previous=previous,
+        rows=rows,
+        unchanged=previous_rows is not None and content_hash(previous_rows) == content_hash(rows),
+        hold_reason=hold_reason,
+        news=tuple(new_hardware(previous_rows, rows)),
+    )
+
+
+def plan_positions(store: Store, positions: dict, valid_from: int) -> PositionsPlan:
+    current = store.position_set_at(valid_from)
+    unchanged = current is not None and positions_hash(store.positions(current.id)) == positions_hash(positions)
+    version = store.version_at(valid_from)
+    rows = ()
+    if version is not None:
+        rows = fplane.with_positions(store.configuration_rows(version.configuration_id), positions)
+    return PositionsPlan(valid_from, positions, unchanged, version, rows)
+
+
+def decode_payload(kind: str, data: bytes | str, site_tz):
+    """The posted data -> (decoded data, payload): a HardwareStatus for ``config``, a seat
+    -> (x, y) dict for ``positions``. UpdateError 208 / 209 for what is wrong with it."""
+    decoded = decode_update(data, payload=kind)
+    if kind == "config":
+        return decoded, parse_status(decoded["config"], site_tz)
+    return decoded, positions_from_update(decoded)
+
+
+def resolve_valid_from(url_datestr: str | None, decoded: dict, default: datetime,
+                       site_tz, now: datetime) -> datetime:
+    """When the update starts to be valid: the URL's datestr, else data's valid_from, else
+    ``default`` (the status's timestamp; the time of the post for positions).
+
+    A date string that cannot be read is 301 in the URL (like GET) and 209 in data."""
+    from_url = from_data = None
+    if url_datestr:
+        try:
+            from_url = dates.parse_datestr(url_datestr, site_tz, now)
+        except dates.DateError as err:
+            raise CodedError(codes.BAD_DATE, str(err)) from None
+    if decoded.get("valid_from") is not None:
+        try:
+            from_data = dates.parse_datestr(decoded["valid_from"], site_tz, now)
+        except dates.DateError as err:
+            raise UpdateError(codes.INVALID_DATA, "data is invalid",
+                              [f"valid_from: {err}"]) from None
+    if from_url is not None and from_data is not None and from_url != from_data:
+        raise UpdateError(codes.INVALID_DATA, "data is invalid", [
+            f"valid_from is given twice and the two disagree: {dates.format_instant(from_url)} "
+            f"in the URL, {dates.format_instant(from_data)} in data; give one"])
+    return from_url or from_data or default
