@@ -48,6 +48,9 @@ run: $(INSTALLED) $(DEMO_READY)
 	@echo "fplaneserver: http://127.0.0.1:$(PORT)/  (Ctrl-C stops it)"
 	@echo "try:  $(VENV)/bin/get_fplane --url http://127.0.0.1:$(PORT) 20180715   (writes fplane20180715.txt)"
 	@echo "  or: curl 'http://127.0.0.1:$(PORT)/fplane/20180715?actual_pos=0&full_fplane=1'"
+	@echo "post a status as the TCS does (the writer commits it within seconds):"
+	@echo "      $(VPY) examples/demo.py status | $(VENV)/bin/update_fplane --station demo-tcs \\"
+	@echo "        --password-file var/demo-tcs.password --url http://127.0.0.1:$(PORT) -"
 	@echo
 	FPLANE_CONFIG='$(CURDIR)/var/config.ini' FPLANE_PORT='$(PORT)' \
 	PATH='$(CURDIR)/$(VENV)/bin':"$$PATH" \

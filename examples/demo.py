@@ -1,25 +1,35 @@
 """Set up var/ with a small demo history, for `make run` and for trying the service out.
 
     python examples/demo.py --config var/config.ini
+    python examples/demo.py status      (a fresh hardware status for update_fplane to post)
 
 Writes var/config.ini (from config.ini.example, paths under var/), runs `fplane-admin init`,
 generates a few months of synthetic fplane files and imports them with `fplane-admin
 import`, the way an operator would: an initial configuration, IFUs installed, an IFU swap,
 a spectrograph replacement, a measured position set, a seat losing its spectrograph.
-The ids are made up (seeded, so every run builds the same history).
+The ids are made up (seeded, so every run builds the same history). It also adds the
+station demo-tcs (roles config and positions), its password in var/demo-tcs.password.
+
+`status` prints, with the time stamp of now, the hardware status a TCS would post after
+installing one more IFU: post it with update_fplane (`make run` shows the command).
 """
 
 import argparse
+import json
+import os
 import random
 import re
 import subprocess
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from wsgi import fplane  # noqa: E402
+
+DEMO_STATION = "demo-tcs"
 
 # (valid_from, what happens, file name); applied in order to a working configuration.
 HISTORY = (
@@ -36,7 +46,12 @@ POSITIONS = ("20180507", "astrometry run: measured positions of the active IFUs"
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", type=Path, default=REPO / "var" / "config.ini")
+    parser.add_argument("what", nargs="?", choices=("history", "status"), default="history",
+                        help="history: set up var/ (default); status: print a fresh status")
     args = parser.parse_args(argv)
+    if args.what == "status":
+        print(json.dumps(demo_status(), indent=1))
+        return 0
     config = args.config.absolute()
     var = config.parent
     var.mkdir(parents=True, exist_ok=True)
@@ -60,8 +75,38 @@ def main(argv=None) -> int:
     path = demo_dir / name
     path.write_text(fplane.render_fplane(measured, [f"demo: {comment}"], full=False))
     run(admin + ["import", str(path), "--valid-from", valid_from, "--positions", "--comment", comment])
+    add_demo_station(admin, var / f"{DEMO_STATION}.password")
     run(admin + ["history"])
     return 0
+
+
+def add_demo_station(admin, password_file: Path) -> None:
+    if password_file.exists():
+        return
+    result = subprocess.run(admin + ["add-station", DEMO_STATION, "--name", "demo TCS",
+                                     "--roles", "config;positions"],
+                            cwd=REPO, capture_output=True, text=True)
+    if result.returncode != 0:
+        sys.exit(f"demo: add-station {DEMO_STATION} failed: {result.stderr.strip()}")
+    # The password is the last line; kept where only this user can read it, like a real one.
+    fd = os.open(password_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(result.stdout.strip().splitlines()[-1] + "\n")
+    print(f"added station {DEMO_STATION}, password in {password_file}")
+
+
+def demo_status() -> dict:
+    """The status after the demo history plus one IFU installed on an empty seat, now."""
+    static_rows = fplane.parse_static_rows((REPO / "examples" / "static_rows.txt").read_text())[0]
+    *_, (_, _, _, rows) = demo_configurations(static_rows)
+    listed = {r.ifuslot: (r.specid, r.specslot, r.ifuid) for r in rows
+              if r.ifuslot in fplane.VIRUS_SLOTS and (r.specid or r.specslot or r.ifuid)}
+    empty_seat = min(s for s in fplane.VIRUS_SLOTS if s not in listed)
+    listed[empty_seat] = (330, 260, 84)   # ids no demo configuration uses
+    now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return {"timestamp": now, "spectrographs": [
+        {"ifuslot": f"{seat:03d}", "specid": f"{specid:03d}", "specslot": f"{specslot:03d}",
+         "ifuid": f"{ifuid:03d}"} for seat, (specid, specslot, ifuid) in sorted(listed.items())]}
 
 
 def write_config(config: Path) -> None:

@@ -2,7 +2,9 @@
 the real `fplane-admin init`, versions recorded by the real `fplane-admin import`."""
 
 import contextlib
+import hashlib
 import io
+import json
 import shutil
 import socket
 import sys
@@ -59,6 +61,22 @@ def import_rows(config: Path, rows, valid_from: str, *extra, name=None) -> str:
     status, out, err = run_admin(config, "import", str(path), "--valid-from", valid_from, *extra)
     assert status == 0, err
     return out
+
+
+def add_station(config: Path, station_id: str, roles: str = "config") -> str:
+    """Add a station with the real `fplane-admin add-station`; returns its password."""
+    status, out, err = run_admin(config, "add-station", station_id, "--name", f"test {station_id}",
+                                 "--roles", roles)
+    assert status == 0, err
+    return out.strip().splitlines()[-1]
+
+
+def update_form(station_id: str, password: str, data, checksum: str | None = None) -> dict:
+    """The form fields of a post (contract section 5). ``data``: a dict (JSON-encoded here)
+    or the exact text to send; ``checksum`` defaults to the right one."""
+    text = data if isinstance(data, str) else json.dumps(data)
+    return {"station_id": station_id, "password": password, "data": text,
+            "checksum": hashlib.sha256(text.encode("utf-8")).hexdigest() if checksum is None else checksum}
 
 
 def test_app(config: Path) -> webtest.TestApp:

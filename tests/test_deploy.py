@@ -1,9 +1,11 @@
 """The real deployment: examples/uwsgi.ini started with uWSGI on a free loopback port."""
 
+import json
 import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -11,15 +13,21 @@ from pathlib import Path
 
 import pytest
 
-from tests.fplane_samples import make_rows, strict_fplane_parse
-from tests.support import REPO, free_port, import_rows, init_store, uwsgi_binary, write_config
+from datetime import datetime, timezone
+
+from tests.fplane_samples import make_rows, status_from_rows, strict_fplane_parse
+from tests.support import (REPO, add_station, free_port, import_rows, init_store, uwsgi_binary,
+                           write_config)
 from wsgi import fplane
+from wsgi.heartbeat import read_heartbeat
 
 UWSGI_INI = REPO / "examples" / "uwsgi.ini"
 
 
 def start_uwsgi(config: Path, port: int, log: Path) -> subprocess.Popen:
-    env = {**os.environ, "FPLANE_CONFIG": str(config), "FPLANE_PORT": str(port)}
+    # The venv's bin/ first on PATH, as `make run` does, so the attached daemon finds fplane-writer.
+    env = {**os.environ, "FPLANE_CONFIG": str(config), "FPLANE_PORT": str(port),
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     with open(log, "wb") as out:
         return subprocess.Popen([uwsgi_binary(), "--ini", str(UWSGI_INI)], env=env,
                                 stdout=out, stderr=subprocess.STDOUT, cwd=config.parent)
@@ -49,9 +57,12 @@ def wait_until_serving(base: str, process: subprocess.Popen, log: Path) -> None:
     pytest.fail(f"uWSGI did not answer within 30 s:\n{log.read_text()}")
 
 
+WRITER_SLEEP = 1.0
+
+
 @pytest.fixture
 def service(tmp_path):
-    config = write_config(tmp_path)
+    config = write_config(tmp_path, Writer={"sleep": str(WRITER_SLEEP)})
     init_store(config)
     rows = make_rows()
     import_rows(config, rows, "20180601", "--comment", "deployed")
@@ -121,3 +132,74 @@ def test_bad_config_stops_start_up_with_one_clear_line(tmp_path):
     output = log.read_text()
     assert f"fplaneserver: {config}: [Update] max_age = 'six hours': not a whole number" in output
     assert "Traceback" not in output
+
+
+def _get(url: str):
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return response.headers, response.read().decode()
+
+
+def test_a_posted_status_is_served_within_the_writer_sleep(service):
+    """The whole update path under uWSGI: update_fplane posts, the attached writer commits,
+    GET serves it, all within [Writer] sleep plus a second."""
+    base, rows, tmp_path = service
+    config = tmp_path / "config.ini"
+    password = add_station(config, "tcs", "config")
+    (tmp_path / "tcs.password").write_text(password + "\n")
+    (tmp_path / "tcs.password").chmod(0o600)
+    changed = [r for r in rows if r.ifuslot != 21]  # seat 021 loses everything
+    now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    status_file = tmp_path / "status.json"
+    status_file.write_text(json.dumps(status_from_rows(changed, now)))
+    before, _ = _get(f"{base}/fplane/")
+
+    posted = subprocess.run(
+        [str(Path(sys.executable).parent / "update_fplane"), "--station", "tcs",
+         "--password-file", str(tmp_path / "tcs.password"), "--url", base, str(status_file)],
+        capture_output=True, text=True, timeout=60)
+    accepted = time.monotonic()
+    assert posted.returncode == 0, posted.stderr
+    assert posted.stdout.startswith("100 OK")
+    update_id = posted.stdout.split("update ")[-1].split()[0]
+
+    deadline = accepted + WRITER_SLEEP + 1.0
+    while True:
+        headers, text = _get(f"{base}/fplane/")
+        if headers["X-FPlane-Version"] != before["X-FPlane-Version"]:
+            break
+        assert time.monotonic() < deadline, "not committed within [Writer] sleep + 1 s"
+        time.sleep(0.05)
+    assert "021" not in strict_fplane_parse(text)
+    _, state = _get(f"{base}/updates/{update_id}")
+    assert "state: committed" in state and f"version: {headers['X-FPlane-Version']}" in state
+    beat = read_heartbeat(tmp_path / "data")
+    assert beat is not None and beat["committed"] == 1
+
+
+def test_stopping_uwsgi_stops_the_writer(tmp_path):
+    config = write_config(tmp_path, Writer={"sleep": str(WRITER_SLEEP)})
+    init_store(config)
+    log = tmp_path / "uwsgi.log"
+    port = free_port()
+    process = start_uwsgi(config, port, log)
+    try:
+        wait_until_serving(f"http://127.0.0.1:{port}", process, log)
+        deadline = time.monotonic() + 10
+        while (beat := read_heartbeat(tmp_path / "data")) is None:
+            assert time.monotonic() < deadline, "the writer never started:\n" + log.read_text()
+            time.sleep(0.05)
+    finally:
+        assert stop(process) == 0, log.read_text()
+    deadline = time.monotonic() + 10
+    while _alive(beat["pid"]):
+        assert time.monotonic() < deadline, "the writer outlived uWSGI"
+        time.sleep(0.05)
+    assert read_heartbeat(tmp_path / "data")["state"] == "stopped"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True

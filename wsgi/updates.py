@@ -16,7 +16,7 @@ from wsgi.responses import CodedError
 from wsgi.status import SUSPICIOUS_FRACTION as HOLD_FRACTION
 from wsgi.status import (HardwareStatus, UpdateError, build_configuration, decode_update,
                          deactivated_fraction, new_hardware, parse_status, positions_from_update)
-from wsgi.store import Store, Version, content_hash, positions_hash
+from wsgi.store import PositionSet, Store, Version, content_hash, positions_hash
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,7 @@ class ConfigurationPlan:
 class PositionsPlan:
     valid_from: int
     positions: dict                 # seat -> (x, y)
+    current: PositionSet | None     # the position set valid at valid_from now, if any
     unchanged: bool
     version: Version | None         # the configuration they will be served with
     rows: tuple[Row, ...]           # its rows with these positions; () without a version
@@ -66,7 +67,7 @@ def plan_positions(store: Store, positions: dict, valid_from: int) -> PositionsP
     rows = ()
     if version is not None:
         rows = fplane.with_positions(store.configuration_rows(version.configuration_id), positions)
-    return PositionsPlan(valid_from, positions, unchanged, version, rows)
+    return PositionsPlan(valid_from, positions, current, unchanged, version, rows)
 
 
 def decode_payload(kind: str, data: bytes | str, site_tz):
