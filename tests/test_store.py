@@ -13,7 +13,8 @@ import pytest
 from tests.fplane_samples import SPECIAL_ROWS, make_rows, measured_positions
 from wsgi import fplane
 from wsgi.fplane import VIRUS_SLOTS, Row
-from wsgi.store import SCHEMA_VERSION, Store, StoreUnavailable
+from wsgi import store as store_module
+from wsgi.store import SCHEMA_VERSION, Store, StoreUnavailable, UpdateAlreadyRecorded, UpdateRecord
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
@@ -495,3 +496,73 @@ def test_as_of_queries_search_the_index_instead_of_scanning(store, story, positi
         for step in on_table:
             assert re.match(rf"SEARCH \w+ USING (COVERING )?INDEX {index} ", step), plan
         assert not any("TEMP B-TREE" in step for step in plan), plan
+
+
+def test_a_schema_1_store_keeps_its_history_when_init_migrates_it_to_the_update_records(path):
+    """A store made before the update path (schema 1) is refused until migrated, then has
+    its versions and the updates table."""
+    db = sqlite3.connect(path)
+    db.executescript(store_module._MIGRATIONS[0] + "PRAGMA user_version = 1;")
+    db.execute("INSERT INTO configurations (content_hash, active_ifus, full_text, short_text)"
+               " VALUES ('h', 0, '', '')")
+    db.execute("INSERT INTO versions (valid_from, recorded_at, station, comment, source,"
+               " configuration_id) VALUES (1, 2, 'admin', 'old', 'import', 1)")
+    db.commit()
+    db.close()
+    with pytest.raises(StoreUnavailable, match="fplane-admin init"):
+        Store.open_readonly(path)
+    with Store.open_writable(path, create=True) as store:
+        assert store.schema_version() == SCHEMA_VERSION == 2
+        assert [v.comment for v in store.history()] == ["old"]
+        assert store.update_by_id("0" * 20) is None
+        assert store.updates_in_state("held") == []
+
+
+# -- update records ----------------------------------------------------------------------
+
+def posted(update_id="a" * 20, valid_from="2018-07-01T05:00:00"):
+    return UpdateRecord(update_id, "config", "tcs", "c" * 64, us("2018-07-01T06:00:00"),
+                        us(valid_from), "127.0.0.1", '{"config": {}, "commit": true}')
+
+
+def test_an_update_is_recorded_with_the_version_it_made_in_the_same_transaction(store):
+    version, created = store.record_version(A, us("2018-07-01T05:00:00"), us("2018-07-02T00:00:00"),
+                                            "tcs", update=posted())
+    assert created
+    kept = store.update_by_id("a" * 20)
+    assert (kept.state, kept.version_id, kept.payload) == ("committed", version.id, posted().payload)
+    again, created = store.record_version(A, us("2018-07-01T05:00:00"), us("2018-07-03T00:00:00"),
+                                          "tcs", update=posted("b" * 20))
+    assert not created and again.id == version.id
+    assert store.update_by_id("b" * 20).state == "unchanged"
+    assert store.integrity_problems() == []
+
+
+def test_a_failed_version_write_leaves_no_update_record(store, path):
+    store.record_version(A, us("2018-07-01T05:00:00"), us("2018-07-02T00:00:00"), "tcs",
+                         update=posted())
+    # The same update id again is refused, and the version insert is rolled back with it.
+    with pytest.raises(UpdateAlreadyRecorded):
+        store.record_version(B, us("2018-08-01T05:00:00"), us("2018-08-02T00:00:00"), "tcs",
+                             update=posted())
+    assert count(path, "versions") == 1
+
+
+def test_a_held_update_is_released_or_rejected_in_place(store):
+    store.record_update(posted(), "held", us("2018-07-02T00:00:00"), reason="too many off")
+    assert [u.update_id for u in store.updates_in_state("held")] == ["a" * 20]
+    version, _ = store.record_version(A, us("2018-07-01T05:00:00"), us("2018-07-03T00:00:00"),
+                                      "tcs", update=store.update_by_id("a" * 20))
+    released = store.update_by_id("a" * 20)
+    assert (released.state, released.version_id) == ("committed", version.id)
+    assert store.updates_in_state("held") == []
+    store.record_update(posted("b" * 20), "held", us("2018-07-02T00:00:00"), reason="x")
+    store.record_update(store.update_by_id("b" * 20), "rejected", us("2018-07-04T00:00:00"),
+                        reason="rejected by admin")
+    assert store.update_by_id("b" * 20).state == "rejected"
+
+
+def test_verify_notices_an_update_that_claims_a_commit_without_a_version(store, path):
+    store.record_update(posted(), "held", us("2018-07-02T00:00:00"))
+    raw_update(path, "UPDATE updates SET state = 'committed'")
+    assert any("update aaaa" in p for p in store.integrity_problems())

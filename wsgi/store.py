@@ -118,6 +118,10 @@ class StoreUnavailable(Exception):
         self.detail = detail or message
 
 
+class UpdateAlreadyRecorded(Exception):
+    """The update id is in the store already (and not held): nothing was written."""
+
+
 def _require_initialised(path: Path) -> None:
     if not path.is_file():
         raise StoreUnavailable("the store is not initialised (fplane-admin init)", f"no store file at {path}")
@@ -569,7 +573,8 @@ class Store:
     def _write_update(self, update: UpdateRecord | None, state: str, decided_at: int,
                       reason: str | None = None, version_id: int | None = None,
                       position_set_id: int | None = None) -> None:
-        # Insert, or move a held update on (released, rejected): its id is its identity.
+        # Insert, or move a held update on (released, rejected). Any other update id met
+        # again is refused, and the whole transaction with it: an update commits once.
         if update is None:
             return
         assert state in UPDATE_STATES, state
@@ -578,10 +583,13 @@ class Store:
                          version_id=version_id, position_set_id=position_set_id)
         values = astuple(record)
         placeholders = ", ".join("?" * len(values))
-        self._db.execute(
+        written = self._db.execute(
             f"INSERT INTO updates ({_UPDATE_COLUMNS}) VALUES ({placeholders})"
             " ON CONFLICT (update_id) DO UPDATE SET state = excluded.state,"
             " decided_at = excluded.decided_at, reason = excluded.reason,"
-            " version_id = excluded.version_id, position_set_id = excluded.position_set_id",
-            values)
+            " version_id = excluded.version_id, position_set_id = excluded.position_set_id"
+            " WHERE updates.state = 'held'",
+            values).rowcount
+        if written != 1:
+            raise UpdateAlreadyRecorded(f"update {update.update_id} is already recorded")
 
