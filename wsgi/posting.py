@@ -82,17 +82,18 @@ class UpdateReceiver:
                                 f"dry run by station {station.station_id}: nothing stored")
         if earlier is not None and earlier.state != "failed":
             # (A failed update is spooled again below: its cause may have been fixed.)
-            held = earlier.state == "held" or (earlier.state == "queued" and hold_reason)
-            code = codes.HELD if held else codes.OK
+            code = _repeat_code(earlier.state, hold_reason)
             return self._answer(code, f"{codes.CODES[code].message}: update {uid} was already "
-                                      f"received ({earlier.state}); not spooled again",
+                                      f"received ({earlier.state}{_reason(earlier)}); "
+                                      f"not spooled again",
                                 plan, kind, f"update {uid}: {earlier.state}", uid)
         if plan.unchanged:
-            what = "version" if kind == "config" else "the measured positions"
-            return self._answer(codes.NO_CHANGE, f"no change, nothing new committed: {what} "
-                                                 f"valid at {dates.format_micros(valid_from)} "
+            same = (f"version {plan.previous.id}" if kind == "config"
+                    else f"position set {plan.current.id}")
+            return self._answer(codes.NO_CHANGE, f"no change, nothing new committed: {same}, "
+                                                 f"valid at {dates.format_micros(valid_from)}, "
                                                  f"already says this", plan, kind,
-                                f"no change: nothing spooled")
+                                "no change: nothing spooled")
 
         update = SpooledUpdate(
             update_id=uid, kind=kind, station=station.station_id, checksum=checksum,
@@ -195,6 +196,21 @@ class UpdateReceiver:
             body = f"{codes.OK} OK\n" + "".join(f"{k}: {v}\n" for k, v in fields.items())
             headers.insert(0, ("Content-Type", TEXT))
         return Prepared(codes.http_status_line(codes.OK), headers, body.encode("utf-8"))
+
+
+def _repeat_code(state: str, hold_reason: str) -> int:
+    """The code for a post of an update received before, by what became of it: a
+    station that lost the first answer must learn the same (100 / 103), and one
+    that repeats a decided update must not read "accepted" for what changed nothing."""
+    if state == "held" or (state == "queued" and hold_reason):
+        return codes.HELD
+    if state in ("unchanged", "rejected"):
+        return codes.NO_CHANGE
+    return codes.OK
+
+
+def _reason(where: Whereabouts) -> str:
+    return f": {where.reason}" if where.reason else ""
 
 
 def _required_fields(form: dict[str, list[bytes]]) -> dict[str, bytes]:

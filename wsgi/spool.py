@@ -25,6 +25,7 @@ import os
 import re
 import secrets
 from dataclasses import asdict, dataclass
+from dataclasses import fields as dataclass_fields
 from pathlib import Path
 
 from wsgi.files import fsync_directory
@@ -75,6 +76,10 @@ class SpooledUpdate:
             update = cls(**fields)
         except (UnicodeDecodeError, json.JSONDecodeError, TypeError) as err:
             raise ValueError(f"not a spooled update: {err}") from None
+        for f in dataclass_fields(cls):
+            # Exact types: True is no received_at, "yes" no held (and is_update_id needs a str).
+            if type(getattr(update, f.name)) is not f.type:
+                raise ValueError(f"not a spooled update: {f.name} is not {f.type.__name__}")
         if not is_update_id(update.update_id) or update.kind not in KINDS:
             raise ValueError("not a spooled update: bad update_id or kind")
         return update
