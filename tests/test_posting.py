@@ -632,7 +632,7 @@ def test_accepted_update_is_spooled_and_answered_100(site, app):
     assert response.status_int == 202
     assert response.headers["X-FPlane-Code"] == "100"
     uid = response.headers["X-FPlane-Update"]
-    assert uid == update_id("tcs", form["checksum"])
+    assert uid == update_id("tcs", form["checksum"], "config/")
     lines = response.text.splitlines()
     assert lines[0].startswith(f"100 OK: accepted as update {uid};")
     assert f"GET /updates/{uid}" in lines[0]
@@ -702,6 +702,14 @@ def test_same_update_posted_twice_has_one_id_and_one_file(site, app):
     uid = first.headers["X-FPlane-Update"]
     assert first_line(second).startswith(f"100 OK: update {uid} was already received (queued)")
     assert len(site.spooled()) == 1
+
+
+def test_same_data_for_another_instant_is_another_update(site, app):
+    form = site.form(update())
+    first = post(app, form, url="/fplane/20180701").headers["X-FPlane-Update"]
+    second = post(app, form, url="/fplane/20180702").headers["X-FPlane-Update"]
+    assert first != second
+    assert len(site.spooled()) == 2
 
 
 def test_same_data_from_another_station_is_another_update(site, app):

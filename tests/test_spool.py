@@ -231,10 +231,11 @@ def test_update_id_is_deterministic_for_station_and_checksum():
     assert is_update_id(update_id("tcs", CHECKSUM))
 
 
-def test_update_id_differs_by_station_and_by_checksum():
+def test_update_id_differs_by_station_checksum_and_target():
     ids = {update_id("tcs", CHECKSUM), update_id("ops", CHECKSUM),
-           update_id("tcs", "0" * 64), update_id("tcs2", CHECKSUM)}
-    assert len(ids) == 4
+           update_id("tcs", "0" * 64), update_id("tcs2", CHECKSUM),
+           update_id("tcs", CHECKSUM, "config/20180715"), update_id("tcs", CHECKSUM, "positions/")}
+    assert len(ids) == 6
 
 
 @pytest.mark.parametrize("text, ok", [

@@ -7,7 +7,7 @@ update is either wholly in the store or not at all, and its id, found again, mea
 "already done".
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from wsgi import dates
 from wsgi.store import Store, UpdateRecord
@@ -45,6 +45,7 @@ def commit_update(store: Store, config, update: UpdateRecord, decided_at: int,
     comment = f"update {update.update_id} from station {update.station}"
     if released_by:
         comment += f", released by {released_by}"
+        update = replace(update, reason=f"released by {released_by}; it was held: {update.reason}")
     if update.kind == "positions":
         position_set, created = store.record_position_set(
             payload, update.valid_from, decided_at, update.station, comment,

@@ -5,8 +5,10 @@
 A thin loop around ``Writer.run_once()``, which handles every update waiting now, oldest
 first (file names start with the receiving time): claimed-but-unfinished ones left by a
 writer that crashed or was killed, then new ones. It sleeps ``[Writer] sleep`` seconds
-only when there was nothing to do. SIGTERM and SIGINT let the current update finish, then
-the writer exits 0. ``--once`` drains what is there and exits (cron, tests).
+only when there was nothing to do, or before trying a failed update again. SIGTERM and
+SIGINT let the current update finish, then the writer exits 0. ``--once`` drains what is
+there and exits (cron, tests); it exits 1 when the store cannot be opened (the
+long-running writer waits for it instead).
 
 Crash safety, with the update ids of wsgi.spool: an update is claimed by renaming it into
 cur/, committed with its audit record in one transaction, then moved to done/. Killed
@@ -36,7 +38,7 @@ from wsgi.heartbeat import write_heartbeat
 from wsgi.logs import make_logger
 from wsgi.spool import Claimed, Spool, SpooledUpdate
 from wsgi.status import UpdateError
-from wsgi.store import Store, StoreUnavailable, UpdateRecord
+from wsgi.store import Store, StoreUnavailable, UpdateAlreadyRecorded, UpdateRecord
 from writer.commit import commit_update, notification_for
 from writer.notify import Notifier
 
@@ -46,6 +48,10 @@ HEARTBEAT_INTERVAL = 1.0   # seconds between heartbeats while busy
 
 class WriterBusy(Exception):
     """Another writer holds the data directory's lock."""
+
+
+class DiedEveryTime(Exception):
+    """A claimed file's every attempt ended with the writer's death (crash, kill, OOM)."""
 
 
 class Writer:
@@ -58,6 +64,8 @@ class Writer:
         self.started_at = time.time()
         self.state = "starting"
         self._store: Store | None = None
+        self.store_problem: StoreUnavailable | None = None   # why the store cannot be opened
+        self.retry_pending = False   # the last pass ended on an attempt to try again
         self._stop = threading.Event()
         self._last_beat = 0.0
 
@@ -65,29 +73,48 @@ class Writer:
 
     def run_once(self) -> int:
         """Handle every update waiting now; returns how many were finished (committed,
-        found already committed, held or given up). Updates whose attempt failed stay in
-        cur/ for the next pass, after a sleep."""
+        found already committed, held or given up).
+
+        An attempt that failed but may pass later ends the pass: its update stays in cur/
+        for the next pass, after a sleep, and the updates behind it wait. So updates are
+        still committed in the order they came (a later correction for the same instant
+        is not overtaken by the retry of an earlier one), and a store that fails every
+        write for a while (a full disk, a lock held too long) uses up the attempts of one
+        update, not of the whole backlog."""
+        self.retry_pending = False
         store = self._open_store()
         if store is None:
             return 0
         finished = 0
-        for claimed in self.spool.claimed():
+        for claimed, died_every_time in self._attempts():
+            if not self._handle(store, claimed, died_every_time):
+                self.retry_pending = True
+                break
+            finished += 1
             if self.stopping:
                 break
-            again = self.spool.retry(claimed)
-            if again is not None:
-                finished += self._handle(store, again)
-        for name in self.spool.waiting():
-            if self.stopping:
-                break
-            claimed = self.spool.claim(name)
-            if claimed is not None:
-                finished += self._handle(store, claimed)
         return finished
 
-    def _handle(self, store: Store, claimed: Claimed) -> int:
+    def _attempts(self):
+        """(claimed file, died_every_time) in the order to try them: files a dead writer
+        left in cur/, then new/, oldest first. Lazy, so stopping claims nothing more."""
+        for claimed in self.spool.claimed():
+            if claimed.attempt >= self.config.max_attempts:
+                # A failed attempt gives up at the last one, so the writer died during
+                # each of them: the update itself may be what kills it.
+                yield claimed, True
+            elif (again := self.spool.retry(claimed)) is not None:
+                yield again, False
+        for name in self.spool.waiting():
+            if (claimed := self.spool.claim(name)) is not None:
+                yield claimed, False
+
+    def _handle(self, store: Store, claimed: Claimed, died_every_time: bool = False) -> int:
         try:
             update = SpooledUpdate.from_bytes(self.spool.read(claimed))
+            if died_every_time and store.update_by_id(update.update_id) is None:
+                raise DiedEveryTime(f"the writer stopped (crashed or was killed) during each of "
+                                    f"its {claimed.attempt} attempts; not trying again")
             self._commit(store, update)
         except Exception as err:   # one update's failure must not stop the spool
             return self._failed(claimed, err)
@@ -104,8 +131,14 @@ class Writer:
         record = UpdateRecord(update.update_id, update.kind, update.station, update.checksum,
                               update.received_at, update.valid_from, update.remote_addr,
                               update.data)
-        outcome = commit_update(store, self.config, record, dates.to_micros(_now()),
-                                hold_reason=update.hold_reason if update.held else "")
+        try:
+            outcome = commit_update(store, self.config, record, dates.to_micros(_now()),
+                                    hold_reason=update.hold_reason if update.held else "")
+        except UpdateAlreadyRecorded:
+            # Two copies of one update raced past the check above (cannot happen with one
+            # writer, but the store refuses a second commit whatever happens).
+            self.counts["duplicates"] += 1
+            return
         self.counts[outcome.state] += 1
         self.log.info("update %s (%s) from station %s: %s", update.update_id, update.kind,
                       update.station, outcome.describe())
@@ -117,7 +150,7 @@ class Writer:
         reason = f"{type(err).__name__}: {err}"
         # A file that cannot be read as an update, or whose data the checks now refuse,
         # will not get better by trying again.
-        permanent = isinstance(err, (ValueError, UpdateError))
+        permanent = isinstance(err, (ValueError, UpdateError, DiedEveryTime))
         if permanent or claimed.attempt >= self.config.max_attempts:
             self.spool.give_up(claimed, f"attempt {claimed.attempt}: {reason}")
             self.counts["failed"] += 1
@@ -140,9 +173,11 @@ class Writer:
             except StoreUnavailable as err:
                 # Nothing is claimed while the store is away, so no update uses up its
                 # attempts on a problem that is not its own.
+                self.store_problem = err
                 self._set_state(f"waiting for the store: {err}")
                 self.log.error("store unavailable, will try again: %s", err.detail)
                 return None
+            self.store_problem = None
         return self._store
 
     # -- the loop -----------------------------------------------------------------------
@@ -160,11 +195,12 @@ class Writer:
         while not self.stopping:
             self._set_state("working")
             finished = self.run_once()
-            if finished:
+            if finished and not self.retry_pending:
                 continue   # sleep only when idle: more may have arrived meanwhile
             if once:
                 break
-            self._set_state("idle")
+            if self.store_problem is None:   # else the heartbeat keeps saying why it waits
+                self._set_state("idle")
             self._stop.wait(self.config.writer_sleep)
         self._set_state("stopped")
 
@@ -253,6 +289,12 @@ def main(argv=None) -> int:
                 writer.close()
             log.info("writer stopped: %s", _summary(writer.counts))
             print(f"fplane-writer: {_summary(writer.counts)}", file=sys.stderr)
+            if args.once and writer.store_problem is not None:
+                # cron must hear that nothing could be done, not a quiet "0 committed".
+                problem = writer.store_problem
+                print(f"fplane-writer: {problem} ({problem.detail}); the spool was left as it is",
+                      file=sys.stderr)
+                return 1
     except (WriterBusy, OSError) as err:
         log.error("%s", err)
         print(f"fplane-writer: {err}", file=sys.stderr)

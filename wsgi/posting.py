@@ -62,7 +62,7 @@ class UpdateReceiver:
         checksum = _checked_checksum(fields["checksum"], fields["data"])
         decoded, payload, valid_from = self._checked_data(kind, fields["data"], datestr, now)
 
-        uid = update_id(station.station_id, checksum)
+        uid = update_id(station.station_id, checksum, f"{kind}/{datestr or ''}")
         commit = decoded["commit"]
         earlier = self.locate(store, uid) if commit else None
         with store.snapshot():

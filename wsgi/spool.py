@@ -9,7 +9,7 @@
 File names start with the receiving time in microseconds, so a sorted listing is FIFO:
 ``<received_at:016d>.<update_id>`` (in cur/ ``...:<attempt>``).
 
-The update id is derived from station + checksum, so posting the same update again
+The update id is derived from station + checksum + URL, so posting the same update again
 finds the same id: the web app answers with it instead of spooling a second copy, and
 the writer, which records every id in the store in the same transaction as the commit,
 never commits one twice even if two copies do slip in (two posts racing) or a crash
@@ -39,9 +39,11 @@ _CLAIMED = re.compile(rf"(?P<name>{_NAME.pattern}):(?P<attempt>\d+)")
 REASON_SUFFIX = ".reason"
 
 
-def update_id(station: str, checksum: str) -> str:
-    """The id of an update: the same station posting the same data gets the same id."""
-    return hashlib.sha256(f"{station}\n{checksum.lower()}".encode()).hexdigest()[:20]
+def update_id(station: str, checksum: str, target: str = "") -> str:
+    """The id of an update: the same station posting the same data to the same ``target``
+    (what the URL names: ``config/20180715``) gets the same id. The target counts because
+    the same status posted for another instant is another update."""
+    return hashlib.sha256(f"{station}\n{checksum.lower()}\n{target}".encode()).hexdigest()[:20]
 
 
 def is_update_id(text: str) -> bool:
