@@ -60,7 +60,7 @@ def commit_update(store: Store, config, update: UpdateRecord, decided_at: int,
         return Outcome("held", reason=hold_reason)
     version, created = store.record_version(
         plan.rows, update.valid_from, decided_at, update.station, comment,
-        SOURCE[update.kind], update=update)
+        SOURCE[update.kind], update=update, digest=plan.digest)
     return Outcome("committed" if created else "unchanged", version_id=version.id,
                    news=plan.news if created else ())
 

@@ -10,6 +10,7 @@ Everything that can fail runs inside one ``try`` in Service.__call__ and becomes
 response there: a client never sees a stack trace or a server path.
 """
 
+import os
 import re
 import sys
 import time
@@ -17,7 +18,7 @@ from urllib.parse import parse_qs
 
 from webob import Request
 
-from wsgi import codes, dates, process
+from wsgi import codes, dates
 from wsgi.config import ConfigError, load_config
 from wsgi.logs import RequestLog, make_logger
 from wsgi.posting import UpdateReceiver
@@ -64,9 +65,9 @@ class WorkerStore:
         self._data_version = None
 
     def get(self) -> Store:
-        if self._store is None or self._pid != process.pid():
+        if self._store is None or self._pid != os.getpid():
             self._store = Store.open_readonly(self._path)
-            self._pid = process.pid()
+            self._pid = os.getpid()
             self._data_version = None
         return self._store
 

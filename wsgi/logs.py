@@ -14,7 +14,6 @@ import os
 import sys
 import time
 
-from wsgi import process
 
 FORMAT = "%(asctime)s %(process)d %(levelname)s %(message)s"
 
@@ -56,5 +55,5 @@ class RequestLog:
         if second != self._second:  # strftime once a second, not once a request
             self._second = second
             self._stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(second))
-        line = f"{self._stamp},{int((now - second) * 1000):03d} {process.pid()} INFO {message}\n"
+        line = f"{self._stamp},{int((now - second) * 1000):03d} {os.getpid()} INFO {message}\n"
         os.write(self._fd, line.encode("utf-8", "backslashreplace"))

@@ -219,6 +219,7 @@ _HISTORIES = {Version: ("versions", _VERSION_SELECT),
 # known_at filters are written as "recorded_at <= ?" with NO_LIMIT standing for "now and
 # everything recorded": one query text, one index plan.
 NO_LIMIT = 2**62
+_ROWS_CACHE_SIZE = 64
 
 
 class Store:
@@ -227,6 +228,9 @@ class Store:
     def __init__(self, connection: sqlite3.Connection):
         self._db = connection
         self._version_cursor = None
+        # Configurations never change once recorded, so their rows can be kept: the writer
+        # builds each update on the configuration the previous one made.
+        self._rows_cache: dict[int, tuple[Row, ...]] = {}
 
     def __enter__(self) -> "Store":
         return self
@@ -378,12 +382,18 @@ class Store:
         ).fetchone()[0]
 
     def configuration_rows(self, configuration_id: int) -> tuple[Row, ...]:
-        cursor = self._db.execute(
-            "SELECT ifuslot, x, y, specid, specslot, ifuid, ifurot, platesc, active"
-            " FROM configuration_rows WHERE configuration_id = ? ORDER BY ifuslot",
-            (configuration_id,),
-        )
-        return tuple(Row(*r[:8], active=bool(r[8])) for r in cursor)
+        rows = self._rows_cache.get(configuration_id)
+        if rows is None:
+            cursor = self._db.execute(
+                "SELECT ifuslot, x, y, specid, specslot, ifuid, ifurot, platesc, active"
+                " FROM configuration_rows WHERE configuration_id = ? ORDER BY ifuslot",
+                (configuration_id,),
+            )
+            rows = tuple(Row(*r[:8], active=bool(r[8])) for r in cursor)
+            if len(self._rows_cache) >= _ROWS_CACHE_SIZE:
+                self._rows_cache.clear()
+            self._rows_cache[configuration_id] = rows
+        return rows
 
     def configuration_text(self, configuration_id: int, full: bool) -> str:
         """The rendered rows (column header included) of the full or short file."""
@@ -465,18 +475,20 @@ class Store:
 
     def record_version(self, rows, valid_from: int, recorded_at: int, station: str,
                        comment: str = "", source: str = "",
-                       update: UpdateRecord | None = None) -> tuple[Version, bool]:
+                       update: UpdateRecord | None = None, digest: str | None = None
+                       ) -> tuple[Version, bool]:
         """Record a configuration valid from ``valid_from``, in one transaction.
 
         Returns (version, created). When the version already valid at ``valid_from`` says
         the same, nothing is written and that version comes back with created=False.
         ``update``: the posted update this comes from, recorded in the same transaction
-        as committed (or unchanged), with the version's id.
+        as committed (or unchanged), with the version's id. ``digest``: content_hash(rows),
+        when the caller has it already.
         """
-        digest = content_hash(rows)
+        digest = digest or content_hash(rows)
         with self._write_transaction():
             current = self.version_at(valid_from)
-            if current is not None and self._configuration_hash(current.configuration_id) == digest:
+            if current is not None and self.configuration_hash(current.configuration_id) == digest:
                 self._write_update(update, "unchanged", recorded_at, version_id=current.id)
                 return current, False
             configuration_id = self._configuration_id(rows, digest)
@@ -501,7 +513,7 @@ class Store:
             return None
         return kind(*row, valid_until=self._next_valid_from(table, row[1], NO_LIMIT))
 
-    def _configuration_hash(self, configuration_id: int) -> str:
+    def configuration_hash(self, configuration_id: int) -> str:
         return self._db.execute(
             "SELECT content_hash FROM configurations WHERE id = ?", (configuration_id,)
         ).fetchone()[0]

@@ -24,6 +24,7 @@ class ConfigurationPlan:
     valid_from: int                 # µs
     previous: Version | None        # the version valid at valid_from now, if any
     rows: tuple[Row, ...]           # the full configuration the status makes
+    digest: str                     # its content_hash
     unchanged: bool                 # previous already says exactly this
     hold_reason: str                # why it must wait for review; "" when it need not
     news: tuple[str, ...]           # new spectrographs and IFUs, for the operators
@@ -50,11 +51,13 @@ def plan_configuration(store: Store, status: HardwareStatus, valid_from: int,
     if previous_rows and fraction >= HOLD_FRACTION:
         hold_reason = (f"it would switch off {fraction:.0%} of the IFUs active in version "
                        f"{previous.id} at once ({HOLD_FRACTION:.0%} or more is held for review)")
+    digest = content_hash(rows)
     return ConfigurationPlan(
         valid_from=valid_from,
         previous=previous,
         rows=rows,
-        unchanged=previous_rows is not None and content_hash(previous_rows) == content_hash(rows),
+        digest=digest,
+        unchanged=previous is not None and store.configuration_hash(previous.configuration_id) == digest,
         hold_reason=hold_reason,
         news=tuple(new_hardware(previous_rows, rows)),
     )
