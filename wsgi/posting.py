@@ -70,7 +70,7 @@ class UpdateReceiver:
                 plan = plan_configuration(store, payload, valid_from, self.config.static_rows)
             else:
                 plan = plan_positions(store, payload, valid_from)
-        hold_reason = getattr(plan, "hold_reason", "")
+        hold_reason = plan.hold_reason
 
         if not commit:
             note = ""

@@ -38,6 +38,7 @@ class PositionsPlan:
     unchanged: bool
     version: Version | None         # the configuration they will be served with
     rows: tuple[Row, ...]           # its rows with these positions; () without a version
+    hold_reason: str = ""           # measured positions are never held
 
 
 def plan_configuration(store: Store, status: HardwareStatus, valid_from: int,
