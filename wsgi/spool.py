@@ -140,8 +140,8 @@ class Spool:
 
     def failure_reason(self, update_id: str) -> str | None:
         """Why the writer gave up on the update, or None if it is not in failed/."""
-        for name in _names(self.failed):
-            if _id_of(name) == update_id and not name.endswith(REASON_SUFFIX):
+        for name in self.failed_names():
+            if _id_of(name) == update_id:
                 try:
                     return (self.failed / (name + REASON_SUFFIX)).read_text("utf-8").strip()
                 except OSError:

@@ -426,22 +426,10 @@ def _parse_entries(spectrographs: list, problems: list[str]) -> list[SeatEntry]:
                                 f"spectrographs[{seen_seat[seat]}])")
                 continue
             seen_seat[seat] = index
-        ifuid = ids.get("ifuid")
-        if ifuid:   # 000: no bundle; it may repeat
-            if ifuid in seen_ifu:
-                other, other_seat = seen_ifu[ifuid]
-                problems.append(f"{where}: IFU {ifuid:03d} is listed twice (also "
-                                f"spectrographs[{other}], {_seat_text(other_seat)})")
-            elif seat is not None:
-                seen_ifu[ifuid] = (index, seat)
-        specid = ids.get("specid")
-        if specid:  # 000: no spectrograph (inactive seat); it may repeat
-            if specid in seen_spec:
-                other, other_seat = seen_spec[specid]
-                problems.append(f"{where}: active spectrograph {specid:03d} is listed twice "
-                                f"(also spectrographs[{other}], {_seat_text(other_seat)})")
-            elif seat is not None:
-                seen_spec[specid] = (index, seat)
+        # 000 is no bundle / no spectrograph (an inactive seat): it may repeat.
+        _check_unique(ids.get("ifuid"), "IFU", seen_ifu, index, seat, where, problems)
+        _check_unique(ids.get("specid"), "active spectrograph", seen_spec, index, seat, where,
+                      problems)
         if len(ids) == len(_ID_KEYS):
             entries.append(SeatEntry(ids["ifuslot"], ids["specid"], ids["specslot"],
                                      ids["ifuid"]))
@@ -466,6 +454,20 @@ def _seat_objects(items: list, name: str, keys: tuple[str, ...], problems: list[
             where += f" (seat {seat:03d})"
         problems.extend(f"{where}: {p}" for p in key_problems)
         yield index, where, fields, seat
+
+
+def _check_unique(the_id: int | None, what: str, seen: dict, index: int, seat: int | None,
+                  where: str, problems: list[str]) -> None:
+    """Note ``the_id`` (an IFUID or SPECID, not 000) as listed at ``index``, or report it
+    listed twice."""
+    if not the_id:
+        return
+    if the_id in seen:
+        other, other_seat = seen[the_id]
+        problems.append(f"{where}: {what} {the_id:03d} is listed twice (also "
+                        f"spectrographs[{other}], {_seat_text(other_seat)})")
+    elif seat is not None:
+        seen[the_id] = (index, seat)
 
 
 def _seat_text(seat: int) -> str:
