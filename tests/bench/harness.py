@@ -14,6 +14,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -157,3 +158,15 @@ def summary(values) -> dict:
     values = list(values)
     return {"median": statistics.median(values), "min": min(values), "max": max(values),
             "values": values}
+
+
+@contextmanager
+def module_report(results: dict, artifact: Path, table):
+    """Around a benchmark module: time it, then write ``results`` to ``artifact`` (JSON) and
+    print ``table(results)``."""
+    started = time.monotonic()
+    yield results
+    results["total_seconds"] = round(time.monotonic() - started, 1)
+    artifact.parent.mkdir(parents=True, exist_ok=True)
+    artifact.write_text(json.dumps(results, indent=1) + "\n")
+    print("\n" + table(results) + f"\n(figures also in {artifact.relative_to(REPO)})")

@@ -22,13 +22,11 @@ tests/artifacts/bench_get.json.
 Load: wrk -t1 -c16 -d3s on 127.0.0.1, see WRK below for why.
 """
 
-import json
 import os
 import platform
 import sqlite3
 import statistics
 import subprocess
-import time
 from contextlib import ExitStack
 from datetime import datetime, timezone
 from zoneinfo import ZoneInfo
@@ -81,12 +79,8 @@ def report():
                    machine={"cpus": _cpus(), "python": platform.python_version(),
                             "uwsgi": _uwsgi_version(), "wrk": _wrk_version()},
                    wrk={**WRK, "rounds": ROUNDS, "host": "127.0.0.1"}, target=TARGET)
-    started = time.monotonic()
-    yield RESULTS
-    RESULTS["total_seconds"] = round(time.monotonic() - started, 1)
-    ARTIFACT.parent.mkdir(parents=True, exist_ok=True)
-    ARTIFACT.write_text(json.dumps(RESULTS, indent=1) + "\n")
-    print("\n" + _table(RESULTS) + f"\n(figures also in {ARTIFACT.relative_to(REPO)})")
+    with harness.module_report(RESULTS, ARTIFACT, _table):
+        yield RESULTS
 
 
 @pytest.fixture(scope="module")

@@ -97,12 +97,8 @@ def report():
                                                     capture_output=True, text=True).stdout.strip(),
                             "load_average_at_start": os.getloadavg()},
                    targets={"post_p99_ms": P99_TARGET_MS, "drain_updates_per_s": DRAIN_TARGET})
-    started = time.monotonic()
-    yield RESULTS
-    RESULTS["total_seconds"] = round(time.monotonic() - started, 1)
-    ARTIFACT.parent.mkdir(parents=True, exist_ok=True)
-    ARTIFACT.write_text(json.dumps(RESULTS, indent=1) + "\n")
-    print("\n" + _table(RESULTS) + f"\n(figures also in {ARTIFACT.relative_to(REPO)})")
+    with harness.module_report(RESULTS, ARTIFACT, _table):
+        yield RESULTS
 
 
 def _service_dir(base: Path) -> tuple[Path, str]:
