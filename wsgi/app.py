@@ -177,6 +177,11 @@ GET /fplane/<datestr>?actual_pos=0|1&full_fplane=0|1[&known_at=<datestr>][&forma
     known_at=D     the answer as the store knew it at D
     format=json    JSON instead of the text file (or send Accept: application/json)
 
+POST /fplane[/<datestr>]     a station's hardware status (form: station_id, password,
+                             checksum, data); answers with a code and an update id
+POST /positions[/<datestr>]  measured IFU positions, the same way
+GET /updates/<id>            what became of a posted update
+
 <datestr>: {forms}
 A bare date YYYYMMDD means 00:00 site-local time on that date (the middle of the night
 labelled YYYYMMDD); times without an offset are UTC.
