@@ -1,0 +1,279 @@
+"""The focal plane drawing (wsgi/svgmap.py): seats where the file puts them, by state.
+
+The SVG is parsed with xml.etree (it is served alone as image/svg+xml, so it must be
+well-formed XML) and checked the way a person reads the map: each seat at its X_FP /
+-Y_FP, to scale, labelled with seat and IFU, the spectrograph on hover, a legend.
+"""
+from __future__ import annotations
+
+import re
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from tests.fplane_samples import (
+    SPECIAL_ROWS,
+    default_active,
+    default_installed,
+    grid_position,
+    make_rows,
+    measured_positions,
+)
+from wsgi.fplane import GRID_SLOTS, REFERENCE_ROW, VIRUS_SLOTS, Row, with_positions
+from wsgi.svgmap import BACKGROUND, PALETTE, SEAT_STATES, render_map, seat_state
+
+SVG = "{http://www.w3.org/2000/svg}"
+
+
+def parse(svg: str) -> ET.Element:
+    return ET.fromstring(svg)
+
+
+def seats(root: ET.Element) -> dict[int, ET.Element]:
+    groups = [g for g in root.iter(SVG + "g") if "seat" in g.get("class", "").split()]
+    by_slot = {int(g.get("data-ifuslot")): g for g in groups}
+    assert len(by_slot) == len(groups), "a seat is drawn twice"
+    return by_slot
+
+
+def texts(group: ET.Element) -> list[str]:
+    return [t.text for t in group.iter(SVG + "text")]
+
+
+def title(group: ET.Element) -> str:
+    return group.find(SVG + "title").text
+
+
+def rect_centre(group: ET.Element) -> tuple[float, float, float, float]:
+    rect = group.find(SVG + "rect")
+    x, y, w, h = (float(rect.get(a)) for a in ("x", "y", "width", "height"))
+    return x + w / 2, y + h / 2, w, h
+
+
+def view_box(root: ET.Element) -> tuple[float, float, float, float]:
+    left, top, width, height = map(float, root.get("viewBox").split())
+    return left, top, left + width, top + height
+
+
+# --------------------------------------------------------------------------
+# States
+
+def test_every_row_of_a_configuration_has_its_state():
+    active, installed = default_active(), default_installed()
+    for row in make_rows():
+        state = seat_state(row)
+        if row.ifuslot == 0:
+            assert state == "reference"
+        elif row.ifuslot in (56, 66):
+            assert state == "lrs2"
+        elif row.ifuslot not in GRID_SLOTS:
+            assert state == "special"
+        elif row.ifuslot in active:
+            assert state == "active"
+        elif row.ifuslot in installed:
+            assert state == "bundle"
+        else:
+            assert state == "empty"
+        assert state in SEAT_STATES
+
+
+def test_bundle_means_an_installed_ifu_without_spectrograph():
+    assert seat_state(Row(13, -450.0, 150.0, 0, 241, 43, active=False)) == "bundle"
+    assert seat_state(Row(13, -450.0, 150.0, 0, 0, 0, active=False)) == "empty"
+    assert seat_state(Row(13, -450.0, 150.0, 315, 218, 73)) == "active"
+    assert seat_state(Row(620, 5.0, 5.0, 920, 920, 920)) == "special"  # a site-added bundle
+
+
+# --------------------------------------------------------------------------
+# The document
+
+def test_one_svg_element_without_xml_declaration_and_accessible_name():
+    svg = render_map(make_rows(), title="Focal plane at 2018-07-07T05:00:00Z")
+    assert svg.startswith("<svg ")
+    assert "<?xml" not in svg
+    root = parse(svg)
+    assert root.tag == SVG + "svg"
+    assert root.get("role") == "img"
+    assert root[0].tag == SVG + "title"
+    assert root[0].text == "Focal plane at 2018-07-07T05:00:00Z"
+    assert root[0].get("id") in root.get("aria-labelledby").split()
+    assert root.get("width") and root.get("height")
+
+
+def test_one_seat_group_per_row_with_the_data_attributes():
+    rows = make_rows()
+    drawn = seats(parse(render_map(rows, title="t")))
+    assert sorted(drawn) == sorted(r.ifuslot for r in rows)
+    for row in rows:
+        g = drawn[row.ifuslot]
+        state = seat_state(row)
+        assert g.get("class") == f"seat state-{state}"
+        assert g.get("data-state") == state
+        assert g.get("data-ifuslot") == f"{row.ifuslot:03d}"
+        assert g.get("data-ifuid") == f"{row.ifuid:03d}"
+        assert g.get("data-specid") == f"{row.specid:03d}"
+        assert title(g).startswith(f"seat {row.ifuslot:03d}")
+
+
+@pytest.mark.parametrize("measured", [False, True], ids=["nominal", "measured"])
+def test_ifus_are_51_arcsec_squares_centred_on_x_and_minus_y(measured):
+    rows = make_rows()
+    if measured:
+        rows = with_positions(rows, measured_positions(VIRUS_SLOTS))
+    by_slot = {r.ifuslot: r for r in rows}
+    drawn = seats(parse(render_map(rows, title="t")))
+    moved = 0
+    for slot in VIRUS_SLOTS:
+        row = by_slot[slot]
+        cx, cy, w, h = rect_centre(drawn[slot])
+        assert (w, h) == (51.0, 51.0)
+        assert cx == pytest.approx(row.x, abs=0.05)
+        assert cy == pytest.approx(-row.y, abs=0.05)
+        moved += (row.x, row.y) != grid_position(slot)
+    assert moved > 40 if measured else moved == 0
+
+
+def test_a_measured_offset_is_drawn_as_given():
+    row = Row(21, -350.0 + 2.37, 350.0 - 1.12, 315, 218, 73)
+    cx, cy, _, _ = rect_centre(seats(parse(render_map([row], title="t")))[21])
+    assert (cx, cy) == (pytest.approx(-347.63, abs=0.005), pytest.approx(-348.88, abs=0.005))
+
+
+def test_lrs2_special_fibres_and_the_field_centre():
+    rows = make_rows()
+    drawn = seats(parse(render_map(rows, title="t")))
+    cx, cy, w, h = rect_centre(drawn[56])
+    assert (cx, cy, w, h) == (-50.0, 150.0, 12.0, 6.0)
+    assert texts(drawn[56]) == ["056", "LRS2-B"]
+    assert texts(drawn[66]) == ["066", "LRS2-R"]
+    for special in SPECIAL_ROWS:
+        g = drawn[special.ifuslot]
+        circle = g.find(SVG + "circle")
+        assert float(circle.get("cx")) == pytest.approx(special.x, abs=0.005)
+        assert float(circle.get("cy")) == pytest.approx(-special.y, abs=0.005)
+        assert float(circle.get("r")) <= 3
+        # Real special fibres are a few arcsec apart: their seat is named on hover only.
+        assert texts(g) == []
+        assert f"seat {special.ifuslot:03d}" in title(g)
+    cross = drawn[0].find(SVG + "path").get("d")
+    assert cross == "M-10 0H10M0 -10V10"
+
+
+# --------------------------------------------------------------------------
+# Labels
+
+def test_seats_are_labelled_with_seat_and_ifu_and_the_spectrograph_is_on_hover():
+    rows = [REFERENCE_ROW, Row(21, -350.0, 350.0, 315, 218, 73),
+            Row(13, -450.0, 150.0, 0, 241, 43, active=False),
+            Row(14, -450.0, 50.0, 0, 0, 0, active=False)]
+    drawn = seats(parse(render_map(rows, title="t")))
+    assert texts(drawn[21]) == ["021", "073"]
+    assert title(drawn[21]) == "seat 021, IFU 073, spectrograph 315 (slot 218)"
+    assert texts(drawn[13]) == ["013", "043"]
+    assert title(drawn[13]) == "seat 013, IFU 043, no spectrograph (slot 241)"
+    assert texts(drawn[14]) == ["014"]
+    assert title(drawn[14]) == "seat 014, empty"
+
+
+def test_spectrograph_ids_appear_only_in_titles():
+    rows = make_rows()
+    drawn = seats(parse(render_map(rows, title="t")))
+    checked = 0
+    for row in rows:
+        if seat_state(row) != "active":
+            continue
+        g = drawn[row.ifuslot]
+        specid = f"{row.specid:03d}"
+        assert f"spectrograph {specid}" in title(g)
+        if specid not in (f"{row.ifuslot:03d}", f"{row.ifuid:03d}"):
+            assert not any(specid in t for t in texts(g))
+            checked += 1
+    assert checked > 50
+
+
+def test_label_fonts_are_readable_at_the_plane_scale():
+    svg = render_map(make_rows(), title="t")
+    sizes = [int(s) for s in re.findall(r"font-size:(\d+)px", svg)]
+    assert sizes and min(sizes) >= 14
+
+
+# --------------------------------------------------------------------------
+# Legend and extent
+
+def test_legend_has_an_entry_with_the_count_for_each_state():
+    rows = make_rows()
+    root = parse(render_map(rows, title="t"))
+    entries = {g.get("data-state"): g for g in root.iter(SVG + "g")
+               if "legend-entry" in g.get("class", "").split()}
+    assert list(entries) == list(SEAT_STATES)
+    active = sum(seat_state(r) == "active" for r in rows)
+    assert f"({active})" in "".join(entries["active"].itertext())
+    assert "(1)" in "".join(entries["reference"].itertext())
+
+
+def test_view_box_keeps_the_full_grid_so_maps_line_up():
+    few = render_map([REFERENCE_ROW, Row(21, -350.0, 350.0, 315, 218, 73)], title="a")
+    full = render_map(make_rows(), title="b")
+    # Measured positions (up to 2.4" off nominal) do not shift the drawing either.
+    edge = {s: (x - 2.4, y + 2.4) for s, (x, y) in ((s, grid_position(s)) for s in GRID_SLOTS)}
+    measured = render_map(with_positions(make_rows(), edge), title="c")
+    assert parse(few).get("viewBox") == parse(full).get("viewBox") == parse(measured).get("viewBox")
+    left, top, right, bottom = view_box(parse(few))
+    assert left < -475.5 and right > 475.5 and top < -475.5 and bottom > 475.5
+
+
+def test_view_box_includes_every_row_and_the_legend_below():
+    far = Row(640, 800.0, -700.0, 930, 930, 930)
+    root = parse(render_map([*make_rows(), far], title="t"))
+    left, top, right, bottom = view_box(root)
+    assert right > 800 + 2.5 and bottom > 700 + 2.5
+    legend = next(g for g in root.iter(SVG + "g") if g.get("class") == "legend")
+    legend_top = float(re.search(r"translate\(\S+ (\S+)\)", legend.get("transform"))[1])
+    assert 700 < legend_top < bottom
+
+
+def test_empty_configuration_still_draws_the_plane():
+    root = parse(render_map([], title="nothing"))
+    assert seats(root) == {}
+    left, _, right, _ = view_box(root)
+    assert left < -475.5 and right > 475.5
+
+
+# --------------------------------------------------------------------------
+# Safety, size, contrast
+
+def test_title_text_is_escaped():
+    hostile = 'Plane <script>alert("x")</script> & \'quotes\''
+    svg = render_map(make_rows(), title=hostile)
+    assert "<script>" not in svg
+    root = parse(svg)
+    assert root[0].text == hostile
+
+
+def test_no_external_references_and_compact_numbers():
+    svg = render_map(with_positions(make_rows(), measured_positions(VIRUS_SLOTS)), title="t")
+    assert re.findall(r"https?://[^\"']*", svg) == ["http://www.w3.org/2000/svg"]
+    assert "href" not in svg and "@import" not in svg and "url(" not in svg
+    assert not re.search(r"\d\.\d{3,}", svg)
+    assert len(svg) < 60_000
+
+
+def _luminance(colour: str) -> float:
+    channels = [int(colour[i:i + 2], 16) / 255 for i in (1, 3, 5)]
+    linear = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+    return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+
+def contrast(a: str, b: str) -> float:
+    la, lb = sorted((_luminance(a), _luminance(b)), reverse=True)
+    return (la + 0.05) / (lb + 0.05)
+
+
+@pytest.mark.parametrize("state", SEAT_STATES)
+def test_text_contrast_is_at_least_4_5_and_outlines_3(state):
+    fill, stroke, ink = PALETTE[state]
+    # Seat labels sit on the square's fill; LRS2 labels, the legend and the title on white.
+    on = fill if state in ("active", "bundle", "empty") else BACKGROUND
+    assert contrast(ink, on) >= 4.5
+    assert contrast(ink, BACKGROUND) >= 4.5
+    assert contrast(stroke, BACKGROUND) >= 3
