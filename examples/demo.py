@@ -117,7 +117,8 @@ def write_config(config: Path) -> None:
         "station_list": "station_list.csv",
         "data_dir": "data",
         "spool_dir": "spool",
-        "static_rows": str(Path("..") / "examples" / "static_rows.txt"),
+        # relative paths in config.ini are read from the config file's directory
+        "static_rows": os.path.relpath(REPO / "examples" / "static_rows.txt", config.parent.resolve()),
     }
     for key, value in settings.items():
         text, count = re.subn(rf"(?m)^{key}\s*=.*$", f"{key} = {value}", text)

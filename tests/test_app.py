@@ -282,7 +282,7 @@ def test_bad_requests_get_a_code_and_a_clear_message(app, tmp_path, method, path
     if code == "301":
         assert "YYYYMMDD" in response.text  # the accepted forms are listed
     if code == "305":
-        assert response.headers["Allow"] == "GET, HEAD, POST"
+        assert response.headers["Allow"] == "GET, HEAD, POST, OPTIONS"
 
 
 def test_errors_as_json_when_asked(app):
@@ -333,5 +333,11 @@ def test_every_request_is_logged(app, tmp_path):
 
 
 def test_index_explains_the_url(app):
-    text = app.get("/").text
+    text = app.get("/?format=txt").text
     assert "/fplane/<datestr>?actual_pos=0|1&full_fplane=0|1" in text and "YYYYMMDDvNNN" in text
+
+
+def test_blanks_around_the_date_never_reach_the_file_name_header(app):
+    # %0D%0A is forgiven around a datestr, as other blanks are; it must not split a header.
+    response = app.get("/fplane/%0D%0A20180707%20")
+    assert response.headers["Content-Disposition"] == 'attachment; filename="fplane20180707.txt"'

@@ -50,7 +50,7 @@ def wait_until_serving(base: str, process: subprocess.Popen, log: Path) -> None:
         if process.poll() is not None:
             pytest.fail(f"uWSGI exited with {process.returncode}:\n{log.read_text()}")
         try:
-            with urllib.request.urlopen(base + "/", timeout=2):
+            with urllib.request.urlopen(base + "/?format=txt", timeout=2):
                 return
         except (urllib.error.URLError, ConnectionError):
             time.sleep(0.2)

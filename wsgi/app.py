@@ -20,11 +20,15 @@ from webob import Request
 
 from wsgi import codes, dates
 from wsgi.config import ConfigError, load_config
+from wsgi.cors import CorsPolicy
 from wsgi.logs import RequestLog, make_logger
+from wsgi.openapi import openapi_json
 from wsgi.posting import UpdateReceiver
 from wsgi.reading import FplaneReader, parse_query
-from wsgi.responses import TEXT, CodedError, Prepared, error_response, wants_json
+from wsgi.responses import JSON, TEXT, CodedError, Prepared, error_response, wants_json
 from wsgi.store import Store, StoreUnavailable
+from wsgi.views import HistoryViews
+from wsgi.system import RequestCounters, SystemViews
 
 # One Service per config file per process: the explicit home of the "read config once" state.
 _SERVICES: dict[str, "Service"] = {}
@@ -86,6 +90,16 @@ class Service:
         self.store = WorkerStore(config.store_path)
         self.reader = FplaneReader(config)
         self.receiver = UpdateReceiver(config, self.log)
+        self.views = HistoryViews(config)
+        self.cors = CorsPolicy(config.cors_origins)
+        self.openapi = Prepared(codes.http_status_line(codes.OK),
+                                [("Content-Type", JSON), ("X-FPlane-Code", str(codes.OK)),
+                                 ("Cache-Control", "public, max-age=3600")], openapi_json())
+        # The system API. Built here, in the uWSGI master (application.wsgi loads the
+        # Service at import), so every worker forked from it shares the request counters.
+        self.counters = RequestCounters()
+        self.system = SystemViews(config, self.counters, self.store, self.receiver.stations,
+                                  self.receiver.spool)
         self.index_page = Prepared(  # constant: built once, served as is
             codes.http_status_line(codes.OK),
             [("Content-Type", TEXT), ("X-FPlane-Code", str(codes.OK))],
@@ -94,9 +108,20 @@ class Service:
             (re.compile(r"/fplane(?:/(?P<datestr>[^/]*))?/?"),
              {"GET": self.get_fplane, "HEAD": self.get_fplane, "POST": self.post_fplane}),
             (re.compile(r"/positions(?:/(?P<datestr>[^/]*))?/?"), {"POST": self.post_positions}),
-            (re.compile(r"/updates/(?P<uid>[^/]*)"),
-             {"GET": self.update_status, "HEAD": self.update_status}),
-            (re.compile(r"/"), {"GET": self.index, "HEAD": self.index}),
+            (re.compile(r"/updates/(?P<uid>[^/]*)"), get(self.update_status)),
+            # the system API (wsgi/system.py)
+            (re.compile(r"/sys/?"), get(self.system.links)),
+            (re.compile(r"/sys/config"), get(self.system.config_view)),
+            (re.compile(r"/sys/stats"), get(self.system.stats)),
+            (re.compile(r"/health"), get(self.system.health)),
+            # looking at the history (wsgi/views.py)
+            (re.compile(r"/map/(?P<datestr>[^/]*)\.svg"), get(self.map_svg)),
+            (re.compile(r"/history/?"), get(self.history)),
+            (re.compile(r"/diff/(?P<datestr1>[^/]*)/(?P<datestr2>[^/]*)"), get(self.diff)),
+            (re.compile(r"/ifu/(?P<ifuid>[^/]*)"), get(self.ifu)),
+            (re.compile(r"/feed/?"), get(self.feed)),
+            (re.compile(r"/openapi\.json"), get(lambda req: self.openapi)),
+            (re.compile(r"/"), get(self.index)),
         )
 
     def __call__(self, environ, start_response):
@@ -114,7 +139,11 @@ class Service:
                 CodedError(codes.INTERNAL_ERROR, "internal error (details only in the log)"),
                 _error_wants_json(environ),
             )
+        extra_headers = self.cors.response_headers(environ)
+        if extra_headers:
+            start_response = _adding_headers(start_response, extra_headers)
         status, body = prepared.serve(environ, start_response)
+        self.counters.record(prepared.code, status)  # for /sys/stats
         self.request_log.write(
             f"{environ.get('REMOTE_ADDR', '-')} {environ.get('REQUEST_METHOD')} {_path(environ)}"
             f" {prepared.code} {status[:3]} {(time.perf_counter() - started) * 1000:.2f}ms"
@@ -125,7 +154,13 @@ class Service:
         """A response kept from an identical earlier request, if the store has not changed."""
         if environ.get("REQUEST_METHOD") not in ("GET", "HEAD"):
             return None
-        if self.store.changed():
+        try:
+            changed = self.store.changed()
+        except StoreUnavailable:
+            # Nothing cached can be served; the handler answers: 503 where the store is
+            # needed, while /health and /sys/* describe the missing store.
+            return None
+        if changed:
             self.reader.store_changed()
             return None
         return self.reader.cached_response(environ)
@@ -136,9 +171,12 @@ class Service:
             match = pattern.fullmatch(path)
             if match is None:
                 continue
-            handler = methods.get(environ.get("REQUEST_METHOD"))
+            method = environ.get("REQUEST_METHOD")
+            if method == "OPTIONS":
+                return self.cors.preflight(environ, methods)
+            handler = methods.get(method)
             if handler is None:
-                allowed = ", ".join(methods)
+                allowed = ", ".join((*methods, "OPTIONS"))
                 raise CodedError(codes.METHOD_NOT_ALLOWED, f"method not allowed here; allowed: {allowed}",
                                  headers=[("Allow", allowed)])
             return handler(Request(environ), **match.groupdict())
@@ -164,7 +202,25 @@ class Service:
         return self.receiver.update_status(self.store.get(), uid, _error_wants_json(req.environ))
 
     def index(self, req: Request) -> Prepared:
-        return self.index_page
+        # The page for people; the plain-text summary of the API for a terminal.
+        if req.GET.get("format") == "txt":
+            return self.index_page
+        return self.views.front_page(self.store.get(), req)
+
+    def map_svg(self, req: Request, datestr: str) -> Prepared:
+        return self.views.map_svg(self.store.get(), req, datestr)
+
+    def history(self, req: Request) -> Prepared:
+        return self.views.history(self.store.get(), req)
+
+    def diff(self, req: Request, datestr1: str, datestr2: str) -> Prepared:
+        return self.views.diff(self.store.get(), req, datestr1, datestr2)
+
+    def ifu(self, req: Request, ifuid: str) -> Prepared:
+        return self.views.ifu(self.store.get(), req, ifuid)
+
+    def feed(self, req: Request) -> Prepared:
+        return self.views.feed(self.store.get(), req)
 
 
 INDEX_TEXT = """\
@@ -182,10 +238,30 @@ POST /fplane[/<datestr>]     a station's hardware status (form: station_id, pass
 POST /positions[/<datestr>]  measured IFU positions, the same way
 GET /updates/<id>            what became of a posted update
 
+GET /sys                     links to the three below (each: format=txt|json)
+GET /sys/config              the effective configuration (secrets left out)
+GET /sys/stats               uptime, requests and responses by code, resource usage,
+                             store size and newest version, spool backlog, writer heartbeat
+GET /health                  200 when the store is readable and the writer's heartbeat is
+                             fresh, 503 with the reason otherwise
+
 <datestr>: {forms}
 A bare date YYYYMMDD means 00:00 site-local time on that date (the middle of the night
 labelled YYYYMMDD); times without an offset are UTC.
 """
+
+
+def get(handler) -> dict:
+    """The methods of a route that only reads: HEAD is GET without the body (Prepared.serve)."""
+    return {"GET": handler, "HEAD": handler}
+
+
+def _adding_headers(start_response, extra_headers):
+    """start_response with ``extra_headers`` appended: per-request headers (CORS) on a
+    Prepared response that is shared between requests and must not change."""
+    def start(status, headers, exc_info=None):
+        return start_response(status, [*headers, *extra_headers], exc_info)
+    return start
 
 
 def _path(environ) -> str:

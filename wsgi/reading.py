@@ -43,17 +43,17 @@ class FplaneQuery:
 
 def parse_query(datestr: str | None, params, environ) -> FplaneQuery:
     """Check the query parameters; unknown ones are ignored (clients add cache busters)."""
-    fmt = _single(params, "format", ("txt", "json"))
+    fmt = single_param(params, "format", ("txt", "json"))
     return FplaneQuery(
         datestr=datestr,
-        actual=_single(params, "actual_pos", ("0", "1"), default="0") == "1",
-        full=_single(params, "full_fplane", ("0", "1"), default="1") == "1",
-        known_at=_single(params, "known_at", None),
+        actual=single_param(params, "actual_pos", ("0", "1"), default="0") == "1",
+        full=single_param(params, "full_fplane", ("0", "1"), default="1") == "1",
+        known_at=single_param(params, "known_at", None),
         as_json=wants_json(environ, fmt),
     )
 
 
-def _single(params, name, allowed, default=None):
+def single_param(params, name, allowed, default=None):
     values = set(params.getall(name))
     if len(values) > 1:
         raise CodedError(codes.BAD_PARAMETER, f"{name} is given more than once with different values")
@@ -96,8 +96,8 @@ class FplaneReader:
 
     def answer(self, store: Store, query: FplaneQuery, now: datetime) -> "Answer":
         """The file (or JSON) for ``query``: what GET serves and fplane-admin export writes."""
-        instant = _parse_date(query.datestr or "", self._site_tz, now)
-        known_at = None if query.known_at is None else _parse_date(query.known_at, self._site_tz, now)
+        instant = parse_instant(query.datestr or "", self._site_tz, now)
+        known_at = None if query.known_at is None else parse_instant(query.known_at, self._site_tz, now)
         t = dates.to_micros(instant)
         k = NO_LIMIT if known_at is None else dates.to_micros(known_at)
 
@@ -110,7 +110,10 @@ class FplaneReader:
                 body = self._json_body(store, query, instant, version, position_set)
             else:
                 body = self._text_body(store, query, instant, version, position_set)
-        filename_date = query.datestr or dates.night_label(now, self._site_tz)
+        # The datestr as parsed, without the blanks parse_datestr forgives: a CR/LF sent
+        # as %0D%0A must never reach a response header.
+        filename_date = (query.datestr or "").strip(dates.SURROUNDING_WHITESPACE) \
+            or dates.night_label(now, self._site_tz)
         return Answer(version, position_set, body,
                       f"fplane{filename_date}.{'json' if query.as_json else 'txt'}")
 
@@ -179,7 +182,8 @@ class FplaneReader:
         return json.dumps(document, indent=1) + "\n"
 
 
-def _parse_date(text: str, site_tz, now: datetime) -> datetime:
+def parse_instant(text: str, site_tz, now: datetime) -> datetime:
+    """A datestr from a request as an instant; a bad one is code 301 with the accepted forms."""
     try:
         return dates.parse_datestr(text, site_tz, now)
     except dates.DateError as err:

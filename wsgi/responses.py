@@ -68,7 +68,8 @@ class Prepared:
     not_modified_headers: list = field(init=False)
 
     def __post_init__(self):
-        self.headers = [*self.headers, ("Content-Length", str(len(self.body)))]
+        if not self.status.startswith("204"):  # a 204 must not carry Content-Length (RFC 9110 8.6)
+            self.headers = [*self.headers, ("Content-Length", str(len(self.body)))]
         if self.etag:
             self.headers.append(("ETag", self.etag))
         if self.last_modified is not None:
