@@ -45,7 +45,7 @@ $(DEMO_READY): | $(INSTALLED)
 # master directly. PATH lets uWSGI's attached daemons find the console scripts.
 run: $(INSTALLED) $(DEMO_READY)
 	@echo
-	@echo "fplaneserver: http://127.0.0.1:$(PORT)/  (Ctrl-C stops it)"
+	@echo "fplaneserver: http://127.0.0.1:$(PORT)/  (open it in a browser; Ctrl-C stops it)"
 	@echo "try:  $(VENV)/bin/get_fplane --url http://127.0.0.1:$(PORT) 20180715   (writes fplane20180715.txt)"
 	@echo "  or: curl 'http://127.0.0.1:$(PORT)/fplane/20180715?actual_pos=0&full_fplane=1'"
 	@echo "post a status as the TCS does (the writer commits it within seconds):"

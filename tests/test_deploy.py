@@ -24,12 +24,12 @@ from wsgi.heartbeat import read_heartbeat
 UWSGI_INI = REPO / "examples" / "uwsgi.ini"
 
 
-def start_uwsgi(config: Path, port: int, log: Path) -> subprocess.Popen:
+def start_uwsgi(config: Path, port: int, log: Path, ini: Path = UWSGI_INI) -> subprocess.Popen:
     # The venv's bin/ first on PATH, as `make run` does, so the attached daemon finds fplane-writer.
     env = {**os.environ, "FPLANE_CONFIG": str(config), "FPLANE_PORT": str(port),
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     with open(log, "wb") as out:
-        return subprocess.Popen([uwsgi_binary(), "--ini", str(UWSGI_INI)], env=env,
+        return subprocess.Popen([uwsgi_binary(), "--ini", str(ini)], env=env,
                                 stdout=out, stderr=subprocess.STDOUT, cwd=config.parent)
 
 

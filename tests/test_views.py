@@ -4,7 +4,6 @@ Each test builds a real store with `fplane-admin import` and asks the very parti
 uWSGI serves (WebTest); the renderers' own details are tested in test_page, test_svgmap,
 test_diff and test_feed."""
 
-import json
 import xml.etree.ElementTree as ET
 
 import pytest

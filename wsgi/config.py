@@ -57,7 +57,7 @@ class Config:
 
 # section -> key -> default; None marks a required key. An unknown key in one of these
 # sections is an error: a typo ("datadir") must not silently fall back to a default.
-_SCHEMA = {
+SETTINGS = {
     "General": {
         "log": "",
         "loglevel": "INFO",
@@ -114,13 +114,13 @@ def load_config(path) -> Config:
 
 def _checked_values(parser, path) -> dict[str, dict[str, str]]:
     """Section -> key -> stripped text, defaults filled in; raises for missing or unknown keys."""
-    unknown_sections = sorted(set(parser.sections()) - set(_SCHEMA))
+    unknown_sections = sorted(set(parser.sections()) - set(SETTINGS))
     if unknown_sections:
         # A misspelt section ("[Writter]") would otherwise silently fall back to defaults.
         raise ConfigError(f"{path}: [{unknown_sections[0]}]: unknown section "
-                          f"(known: {', '.join(_SCHEMA)})")
+                          f"(known: {', '.join(SETTINGS)})")
     values = {}
-    for section, keys in _SCHEMA.items():
+    for section, keys in SETTINGS.items():
         given = dict(parser.items(section)) if parser.has_section(section) else None
         if given is None and any(default is None for default in keys.values()):
             raise ConfigError(f"{path}: section [{section}] is missing")

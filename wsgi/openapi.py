@@ -70,7 +70,7 @@ def _package_version() -> str:
 # -- the human part ------------------------------------------------------------------------
 
 def _description() -> str:
-    limits = config._SCHEMA  # the defaults config.ini falls back to
+    limits = config.SETTINGS  # the defaults config.ini falls back to
     return "\n".join([
         "The history of the HET/VIRUS focal plane configuration: the fplane file valid at any",
         "instant, updates posted by stations, and views of the history.",
@@ -784,7 +784,7 @@ def _schemas() -> dict:
         "SysStats": _loose("running statistics", {
             "code": code,
             "pid": {"type": "integer"},
-            "started_at": _instant("when this worker started"),
+            "started_at": _instant("when the service started (under uWSGI: when the master loaded the app)"),
             "uptime_s": {"type": "number"},
             "requests": _loose("requests answered, by code and by HTTP status", {
                 "scope": {"type": "string"}, "note": {"type": "string"},
