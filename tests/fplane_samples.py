@@ -15,6 +15,7 @@ Tests never read the real files in the repository; they build their own here:
 from __future__ import annotations
 
 import io
+from dataclasses import replace
 import math
 from typing import Iterable, Mapping
 
@@ -109,6 +110,13 @@ def make_rows(active: Mapping[int, tuple[int, int, int]] | None = None,
             rows.append(Row(s, x, y, 0, 0, 0, active=False))
     rows.extend(specials)
     return tuple(sorted(rows, key=expected_order_key))
+
+
+def swap_ifus(rows, a, b):
+    """The IFU bundles of seats a and b exchange places."""
+    ifuid = {r.ifuslot: r.ifuid for r in rows}
+    return tuple(replace(r, ifuid=ifuid[{a: b, b: a}[r.ifuslot]]) if r.ifuslot in (a, b) else r
+                 for r in rows)
 
 
 def measured_positions(slots: Iterable[int]) -> dict[int, tuple[float, float]]:

@@ -2,27 +2,19 @@
 store made and filled by the real fplane-admin, real config.ini files in tmp_path."""
 
 import sqlite3
-from dataclasses import replace
 from datetime import datetime, timezone
 from email.utils import formatdate
 from zoneinfo import ZoneInfo
 
 import pytest
 
-from tests.fplane_samples import make_rows, measured_positions, strict_fplane_parse
+from tests.fplane_samples import make_rows, measured_positions, strict_fplane_parse, swap_ifus
 from tests.support import import_rows, init_store, run_admin, test_app, write_config
 from wsgi import app as wsgi_app
 from wsgi import fplane
 from wsgi.dates import night_label
 from wsgi.fplane import VIRUS_SLOTS, parse_fplane
 
-
-
-def swap_ifus(rows, a, b):
-    """The IFU bundles of seats a and b exchange places."""
-    ifuid = {r.ifuslot: r.ifuid for r in rows}
-    return tuple(replace(r, ifuid=ifuid[{a: b, b: a}[r.ifuslot]]) if r.ifuslot in (a, b) else r
-                 for r in rows)
 
 
 FIRST = make_rows()

@@ -10,7 +10,6 @@ constrains a parameter or body).
 
 import json
 import re
-from dataclasses import replace
 from datetime import datetime, timezone
 from functools import partial
 from urllib.parse import quote, urlencode
@@ -21,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from openapi_spec_validator import validate
 
-from tests.fplane_samples import make_rows, status_from_rows
+from tests.fplane_samples import make_rows, status_from_rows, swap_ifus
 from tests.support import add_station, import_rows, init_store, test_app, update_form, write_config
 from wsgi import codes, dates
 from wsgi.app import application
@@ -30,13 +29,6 @@ from wsgi.openapi import PREFLIGHT_STATUS, datestr_pattern, openapi_document, op
 DOCUMENT = openapi_document()
 HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 ORIGIN = "https://example.org"
-
-
-def swap_ifus(rows, a, b):
-    """The IFU bundles of seats a and b exchange places."""
-    ifuid = {r.ifuslot: r.ifuid for r in rows}
-    return tuple(replace(r, ifuid=ifuid[{a: b, b: a}[r.ifuslot]]) if r.ifuslot in (a, b) else r
-                 for r in rows)
 
 
 FIRST = make_rows()

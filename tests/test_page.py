@@ -16,7 +16,7 @@ import pytest
 from tests.fplane_samples import make_rows
 from tests.test_svgmap import contrast
 from wsgi.dates import format_micros
-from wsgi.page import PALETTE, PageView, diff_url, render_page, view_url
+from wsgi.page import PALETTE, TIMELINE_LIMIT, PageView, diff_url, render_page, view_url
 from wsgi.store import Version
 from wsgi.svgmap import render_map
 
@@ -284,11 +284,12 @@ def test_station_and_comment_text_is_escaped_everywhere():
         assert station in text(li) and comment in text(li)
 
 
-def test_hundreds_of_versions_stay_in_one_scrollable_list():
-    history = versions(500)
-    html = render_page(make_view(history, shown=499))
+def test_a_long_timeline_scrolls_in_its_own_list():
+    history = versions(TIMELINE_LIMIT)
+    html = render_page(make_view(history, shown=TIMELINE_LIMIT - 1))
     root = parse(html)
-    assert len(by_id(root, "timeline").findall("li")) == 500
+    assert len(by_id(root, "timeline").findall("li")) == TIMELINE_LIMIT
+    assert f"all {TIMELINE_LIMIT} versions" not in html
     assert re.search(r"#timeline\{[^}]*overflow-y:auto", html)
 
 
@@ -331,3 +332,20 @@ def test_view_and_diff_urls_are_quoted():
     assert view_url("2018-07-07T05:00:00+05:00&x=1", True, False) == \
         "/?date=2018-07-07T05:00:00%2B05:00%26x%3D1&actual_pos=1&full_fplane=0"
     assert diff_url("2018-07-07T05:00:00Z", "a/b c") == "/diff/2018-07-07T05:00:00Z/a%2Fb%20c"
+
+
+def test_a_long_history_lists_the_versions_nearest_the_shown_one_and_links_the_rest():
+    history = versions(1000)
+    html = render_page(make_view(history=history, shown=10))
+    listed = [int(v) for v in re.findall(r'<li data-version="(\d+)"', html)]
+    assert len(listed) == TIMELINE_LIMIT
+    assert listed == sorted(listed, reverse=True) and 11 in listed and listed[-1] == 1
+    assert '<a href="/history">all 1000 versions</a>' in html
+    # The last entry of a window in the middle still links the diff with its predecessor.
+    middle = render_page(make_view(history=history, shown=500))
+    oldest = re.findall(r'<li data-version="(\d+)".*?</li>', middle)[-1]
+    assert oldest == str(501 - TIMELINE_LIMIT // 2)
+    entry = middle[middle.index(f'<li data-version="{oldest}"'):]
+    entry = entry[:entry.index("</li>")]
+    previous = format_micros(history[int(oldest) - 2].valid_from)
+    assert f'class="diff" href="/diff/{previous}/' in entry

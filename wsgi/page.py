@@ -49,6 +49,9 @@ class PageView:
     message: str           # an error or notice to show (bad date...), "" for none
 
 
+# The timeline lists at most this many versions, those nearest the one shown.
+TIMELINE_LIMIT = 200
+
 # Colours of the page, (foreground, background) pairs the tests check for 4.5:1.
 PALETTE = {
     "text": ("#1a1a1a", "#ffffff"),
@@ -245,10 +248,13 @@ def _plane(view: PageView) -> str:
 def _timeline(view: PageView) -> str:
     history = list(view.history)
     shown = view.version.id if view.version is not None else None
+    start, end = _window(history, shown)
+    previous_valid_from = _previous_valid_froms(history)
     items = []
-    for i, version in enumerate(history):
+    for i in range(start, end):
+        version = history[i]
         iso = format_micros(version.valid_from)
-        previous = _previous_valid_from(history, i)
+        previous = previous_valid_from[i]
         corrected_by = (history[i + 1].id if i + 1 < len(history)
                         and history[i + 1].valid_from == version.valid_from else None)
         current = ' aria-current="true" class="current"' if version.id == shown else ""
@@ -272,24 +278,38 @@ def _timeline(view: PageView) -> str:
         items.append("".join(entry))
     items.reverse()  # newest first: the recent versions are the ones people look for
     count = len(history)
+    window_note = "" if end - start == count else (
+        f'<p class="help">Showing the {end - start} versions nearest the one shown;'
+        f' <a href="/history">all {count} versions</a>.</p>')
     return "\n".join([
         '<section class="timeline" aria-labelledby="timeline-heading">',
         f'<h2 id="timeline-heading">Versions ({count})</h2>',
         '<p class="help">Newest first; times are UTC. Each date opens that view;'
         " \u201cwhat changed\u201d compares it with the version before.</p>",
+        window_note,
         f'<ol id="timeline" reversed>{"".join(items)}</ol>' if items
         else '<ol id="timeline"></ol><p>No versions recorded yet.</p>',
         "</section>",
     ])
 
 
-def _previous_valid_from(history: list[Version], i: int) -> int | None:
-    """The latest valid_from before history[i]'s (a correction shares its valid_from)."""
-    valid_from = history[i].valid_from
-    for earlier in reversed(history[:i]):
-        if earlier.valid_from < valid_from:
-            return earlier.valid_from
-    return None
+def _window(history: list[Version], shown: int | None) -> tuple[int, int]:
+    """The TIMELINE_LIMIT entries nearest the shown version (the newest when none is shown):
+    a store with years of daily versions must not make a page of megabytes."""
+    centre = next((i for i, v in enumerate(history) if v.id == shown), len(history) - 1)
+    start = max(0, min(centre - TIMELINE_LIMIT // 2, len(history) - TIMELINE_LIMIT))
+    return start, min(len(history), start + TIMELINE_LIMIT)
+
+
+def _previous_valid_froms(history: list[Version]) -> list[int | None]:
+    """For each entry, the latest valid_from before its own (a correction shares its
+    valid_from, and the diff from an instant to itself would say nothing); one pass."""
+    previous, before, run_from = [], None, None
+    for version in history:
+        if version.valid_from != run_from:
+            before, run_from = run_from, version.valid_from
+        previous.append(before)
+    return previous
 
 
 def _time(iso: str) -> str:

@@ -425,6 +425,16 @@ class Store:
             versions.append(Version(*row, valid_until=next_from))
         return versions[::-1]
 
+    def recently_recorded(self, limit: int) -> list[Version]:
+        """The last ``limit`` versions recorded, newest first (valid_until not filled in)."""
+        rows = self._db.execute(
+            f"{_VERSION_SELECT} ORDER BY recorded_at DESC, versions.id DESC LIMIT ?", (limit,)
+        ).fetchall()
+        return [Version(*row) for row in rows]
+
+    def first_recorded_at(self) -> int | None:
+        return self._db.execute("SELECT MIN(recorded_at) FROM versions").fetchone()[0]
+
     def position_set_history(self) -> list[PositionSet]:
         rows = self._db.execute(
             f"{_POSITION_SET_SELECT} ORDER BY valid_from, recorded_at, id"

@@ -60,9 +60,7 @@ class HistoryViews:
             if version is None and code == codes.OK:
                 code, message = codes.NO_CONFIGURATION, _nothing_known(store, instant)
             elif version is not None:
-                svg = svgmap.render_map(
-                    self._drawn_rows(store, version, instant, actual, full),
-                    title=f"HET/VIRUS focal plane at {dates.format_instant(instant)} (version {version.id})")
+                svg = self._drawing(store, version, instant, actual, full)
             changes = compare_url = None
             if compare_value and version is not None and code == codes.OK:
                 try:
@@ -94,18 +92,16 @@ class HistoryViews:
         full = _flag(req.GET, "full_fplane", True)
         instant = self._instant(datestr, datetime.now(timezone.utc))
         with store.snapshot():
-            version = self._version_at(store, instant)
-            rows = self._drawn_rows(store, version, instant, actual, full)
-        title = f"HET/VIRUS focal plane at {dates.format_instant(instant)} (version {version.id})"
-        return _answer(svgmap.render_map(rows, title=title), SVG)
+            svg = self._drawing(store, self._version_at(store, instant), instant, actual, full)
+        return _answer(svg, SVG)
 
-    def _drawn_rows(self, store, version: Version, instant, actual: bool, full: bool):
+    def _drawing(self, store, version: Version, instant, actual: bool, full: bool) -> str:
+        """The seats of the file that GET /fplane serves for the same query, drawn."""
         rows = fplane.served_rows(store.configuration_rows(version.configuration_id), full)
         if actual:
-            position_set = store.position_set_at(dates.to_micros(instant))
-            if position_set is not None:
-                rows = fplane.with_positions(rows, store.positions(position_set.id))
-        return rows
+            rows = fplane.with_positions(rows, self._measured(store, instant))
+        title = f"HET/VIRUS focal plane at {dates.format_instant(instant)} (version {version.id})"
+        return svgmap.render_map(rows, title=title)
 
     # -- GET /history --------------------------------------------------------------------
 
@@ -185,10 +181,11 @@ class HistoryViews:
     def feed(self, store: Store, req) -> Prepared:
         base = req.host_url
         with store.snapshot():
-            versions = sorted(store.history(), key=lambda v: (v.recorded_at, v.id), reverse=True)
-            entries = [self._feed_entry(store, base, v) for v in versions[:FEED_ENTRIES]]
+            versions = store.recently_recorded(FEED_ENTRIES)
+            entries = [self._feed_entry(store, base, v) for v in versions]
+            feed_id = _feed_id(store.first_recorded_at())
         body = render_atom(
-            feed_id=_feed_id(versions), title="HET/VIRUS focal plane configuration changes",
+            feed_id=feed_id, title="HET/VIRUS focal plane configuration changes",
             self_url=f"{base}/feed", alternate_url=f"{base}/",
             updated=versions[0].recorded_at if versions else 0, entries=entries)
         return _answer(body, ATOM)
@@ -221,14 +218,13 @@ class HistoryViews:
         return version
 
 
-def _feed_id(versions_newest_first) -> str:
+def _feed_id(first_recorded_at: int | None) -> str:
     """A feed id that stays the same whatever host name the feed is read through (a reader
     seeing a new id would show every entry again as new), unique to this store: a tag URI
     (RFC 4151) naming the store by the moment its first version was recorded."""
-    if not versions_newest_first:
+    if first_recorded_at is None:
         return "tag:fplaneserver,2026:empty"
-    first = versions_newest_first[-1].recorded_at
-    return f"tag:fplaneserver,{dates.format_micros(first)[:10]}:store-{first}"
+    return f"tag:fplaneserver,{dates.format_micros(first_recorded_at)[:10]}:store-{first_recorded_at}"
 
 
 def _nothing_known(store: Store, instant: datetime) -> str:
