@@ -28,7 +28,8 @@ from wsgi.reading import FplaneReader, parse_query
 from wsgi.responses import JSON, TEXT, CodedError, Prepared, error_response, wants_json
 from wsgi.store import Store, StoreUnavailable
 from wsgi.views import HistoryViews
-from wsgi.system import RequestCounters, SystemViews
+from wsgi.counters import RequestCounters
+from wsgi.system import SystemViews
 
 # One Service per config file per process: the explicit home of the "read config once" state.
 _SERVICES: dict[str, "Service"] = {}

@@ -232,6 +232,11 @@ def format_micros(micros: int) -> str:
     return format_instant(from_micros(micros))
 
 
+def format_unix(seconds: float) -> str:
+    """format_instant of a Unix time (time.time()), to the millisecond."""
+    return format_instant(datetime.fromtimestamp(round(seconds, 3), UTC))
+
+
 def from_micros(micros: int) -> datetime:
     """Aware UTC datetime for `micros` microseconds since the Unix epoch."""
     return EPOCH + timedelta(microseconds=micros)
