@@ -302,3 +302,12 @@ def test_without_cors_origins_nothing_is_shared(app):
                                                  "Access-Control-Request-Method": "GET"})
     assert preflight.status_int == 204 and "Access-Control-Allow-Origin" not in preflight.headers
     assert preflight.headers["Allow"] == "GET, HEAD, OPTIONS"
+
+
+def test_page_lists_every_drawn_seat_in_a_table_with_its_spectrograph(app):
+    html = app.get("/?date=20180715").text
+    table = html[html.index('<details id="seat-table">'):html.index("</details>", html.index('id="seat-table"'))]
+    specid, specslot, ifuid = SWAP[21]
+    assert (f"<tr><td>021</td><td>{ifuid:03d}</td><td>{specid:03d}</td><td>{specslot:03d}</td>"
+            in table)
+    assert table.count("<tr>") == 1 + len(seats(app.get("/map/20180715.svg").body))

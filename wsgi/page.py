@@ -24,7 +24,9 @@ from typing import TYPE_CHECKING, Sequence
 from urllib.parse import quote, urlencode
 
 from wsgi.dates import ACCEPTED_FORMS, format_micros
+from wsgi.fplane import Row
 from wsgi.store import Version
+from wsgi.svgmap import STATE_LABELS, seat_state
 
 if TYPE_CHECKING:  # wsgi.diff is only needed for the annotation; the page uses .kind / .text
     from wsgi.diff import Change
@@ -47,6 +49,7 @@ class PageView:
     changes: tuple[Change, ...] | None   # diff compare -> shown instant, when compare given
     compare_url: str | None          # "/diff/<compare>/<date>" when compare given
     message: str           # an error or notice to show (bad date...), "" for none
+    seats: Sequence[Row] = ()        # the rows drawn, also listed as a table
 
 
 # The timeline lists at most this many versions, those nearest the one shown.
@@ -235,6 +238,7 @@ def _plane(view: PageView) -> str:
                  " (IFUSLOT), below: IFU (IFUID); point at a seat for its spectrograph"
                  " (SPECID). Open the drawing alone for more detail.</figcaption>")
     parts.append("</figure>")
+    parts.append(_seat_table(view.seats))
     parts.append(
         '<ul class="downloads">'
         f'<li><a id="download" href="{escape(view.download_url)}" download>'
@@ -243,6 +247,22 @@ def _plane(view: PageView) -> str:
         "</ul>")
     parts.append("</section>")
     return "\n".join(parts)
+
+
+def _seat_table(rows: Sequence[Row]) -> str:
+    """The drawing's content as a table: the spectrographs without pointing at seats (a
+    phone, a keyboard, a screen reader), and every seat in a form one can search."""
+    if not rows:
+        return ""
+    body = "".join(
+        f"<tr><td>{r.ifuslot:03d}</td><td>{r.ifuid:03d}</td><td>{r.specid:03d}</td>"
+        f"<td>{r.specslot:03d}</td><td>{r.x:.3f}</td><td>{r.y:.3f}</td>"
+        f"<td>{escape(STATE_LABELS[seat_state(r)])}</td></tr>" for r in rows)
+    return ('<details id="seat-table"><summary>Every seat as a table</summary>'
+            '<div class="table-scroll"><table><thead><tr><th scope="col">IFUSLOT</th>'
+            '<th scope="col">IFUID</th><th scope="col">SPECID</th><th scope="col">SPECSLOT</th>'
+            '<th scope="col">X_FP</th><th scope="col">Y_FP</th><th scope="col">state</th>'
+            f"</tr></thead><tbody>{body}</tbody></table></div></details>")
 
 
 def _timeline(view: PageView) -> str:
@@ -363,7 +383,9 @@ color:{_C['alert'][0]};padding:.25rem 1rem;margin-bottom:1rem}}
 .changes ul{{padding-left:1.25rem}}
 #map{{margin:0}}
 #map svg{{display:block;width:100%;min-width:40rem;height:auto}}
-.map-scroll{{overflow-x:auto}}
+.map-scroll,.table-scroll{{overflow-x:auto}}
+#seat-table table{{border-collapse:collapse;font-variant-numeric:tabular-nums}}
+#seat-table th,#seat-table td{{padding:.15rem .6rem;text-align:left;border-bottom:1px solid #ccc}}
 figcaption{{font-size:.9rem;color:var(--muted);margin:.5rem 0}}
 .comment{{display:block;overflow-wrap:anywhere;white-space:pre-line}}
 #timeline{{margin:0;padding:0;list-style:none;max-height:70vh;overflow-y:auto}}

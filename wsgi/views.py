@@ -56,11 +56,12 @@ class HistoryViews:
         with store.snapshot():
             versions = store.history()
             version = store.version_at(dates.to_micros(instant))
-            svg = ""
+            svg, seats = "", ()
             if version is None and code == codes.OK:
                 code, message = codes.NO_CONFIGURATION, _nothing_known(store, instant)
             elif version is not None:
-                svg = self._drawing(store, version, instant, actual, full)
+                seats = self._drawn_rows(store, version, instant, actual, full)
+                svg = self._drawing(seats, version, instant)
             changes = compare_url = None
             if compare_value and version is not None and code == codes.OK:
                 try:
@@ -74,7 +75,8 @@ class HistoryViews:
             instant=dates.format_instant(instant), version=version, svg=svg,
             download_url=f"/fplane/{quote(shown, safe=':')}?{toggles}",
             map_url=f"/map/{quote(shown, safe=':')}.svg?{toggles}",
-            history=versions, changes=changes, compare_url=compare_url, message=message)
+            history=versions, changes=changes, compare_url=compare_url, message=message,
+            seats=seats)
         # A page with a message still shows the timeline: a person can pick a date from it.
         return _answer(page.render_page(view), HTML, code, cache_control="no-cache")
 
@@ -92,14 +94,19 @@ class HistoryViews:
         full = _flag(req.GET, "full_fplane", True)
         instant = self._instant(datestr, datetime.now(timezone.utc))
         with store.snapshot():
-            svg = self._drawing(store, self._version_at(store, instant), instant, actual, full)
-        return _answer(svg, SVG)
+            version = self._version_at(store, instant)
+            rows = self._drawn_rows(store, version, instant, actual, full)
+        return _answer(self._drawing(rows, version, instant), SVG)
 
-    def _drawing(self, store, version: Version, instant, actual: bool, full: bool) -> str:
-        """The seats of the file that GET /fplane serves for the same query, drawn."""
+    def _drawn_rows(self, store, version: Version, instant, actual: bool, full: bool):
+        """The seats of the file that GET /fplane serves for the same query."""
         rows = fplane.served_rows(store.configuration_rows(version.configuration_id), full)
         if actual:
             rows = fplane.with_positions(rows, self._measured(store, instant))
+        return rows
+
+    @staticmethod
+    def _drawing(rows, version: Version, instant) -> str:
         title = f"HET/VIRUS focal plane at {dates.format_instant(instant)} (version {version.id})"
         return svgmap.render_map(rows, title=title)
 
