@@ -311,3 +311,11 @@ def test_page_lists_every_drawn_seat_in_a_table_with_its_spectrograph(app):
     assert (f"<tr><td>021</td><td>{ifuid:03d}</td><td>{specid:03d}</td><td>{specslot:03d}</td>"
             in table)
     assert table.count("<tr>") == 1 + len(seats(app.get("/map/20180715.svg").body))
+
+
+@pytest.mark.parametrize("path", ["/history?format=%ff", "/?date=%ff", "/ifu/073?format=%ff",
+                                  "/diff/20180601/20180701?actual_pos=%ff", "/map/20180701.svg?x=%ff"])
+def test_a_query_that_is_not_utf8_is_code_306_not_an_internal_error(app, path):
+    response = app.get(path, status=400)
+    assert response.headers["X-FPlane-Code"] == "306"
+    assert "not valid UTF-8" in response.text

@@ -180,17 +180,13 @@ class Service:
                 allowed = ", ".join((*methods, "OPTIONS"))
                 raise CodedError(codes.METHOD_NOT_ALLOWED, f"method not allowed here; allowed: {allowed}",
                                  headers=[("Allow", allowed)])
-            return handler(Request(environ), **match.groupdict())
+            return handler(_request(environ), **match.groupdict())
         raise CodedError(codes.NOT_FOUND, "unknown resource", ["see / for what this server answers"])
 
     # -- handlers ------------------------------------------------------------------------
 
     def get_fplane(self, req: Request, datestr: str | None) -> Prepared:
-        try:
-            params = req.GET
-        except UnicodeDecodeError:
-            raise CodedError(codes.BAD_PARAMETER, "the query string is not valid UTF-8") from None
-        query = parse_query(datestr or None, params, req.environ)
+        query = parse_query(datestr or None, req.GET, req.environ)
         return self.reader.get_fplane(self.store.get(), query, req.environ)
 
     def post_fplane(self, req: Request, datestr: str | None) -> Prepared:
@@ -250,6 +246,18 @@ GET /health                  200 when the store is readable and the writer's hea
 A bare date YYYYMMDD means 00:00 site-local time on that date (the middle of the night
 labelled YYYYMMDD); times without an offset are UTC.
 """
+
+
+def _request(environ) -> Request:
+    """The WebOb request, its query string decoded here, once for every handler: WebOb
+    raises UnicodeDecodeError on the first req.GET of a query that is not UTF-8."""
+    req = Request(environ)
+    if environ.get("REQUEST_METHOD") in ("GET", "HEAD"):
+        try:
+            req.GET
+        except UnicodeDecodeError:
+            raise CodedError(codes.BAD_PARAMETER, "the query string is not valid UTF-8") from None
+    return req
 
 
 def get(handler) -> dict:

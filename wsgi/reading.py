@@ -53,6 +53,11 @@ def parse_query(datestr: str | None, params, environ) -> FplaneQuery:
     )
 
 
+def json_asked(req) -> bool:
+    """format=json, or else an Accept header asking for JSON (format=txt wins over it)."""
+    return wants_json(req.environ, single_param(req.GET, "format", ("txt", "json")))
+
+
 def single_param(params, name, allowed, default=None):
     values = set(params.getall(name))
     if len(values) > 1:
@@ -104,7 +109,7 @@ class FplaneReader:
         with store.snapshot():
             version = store.version_at(t, k)
             if version is None:
-                raise CodedError(codes.NO_CONFIGURATION, _no_configuration_message(store, instant, k))
+                raise CodedError(codes.NO_CONFIGURATION, no_configuration_message(store, instant, k))
             position_set = store.position_set_at(t, k) if query.actual else None
             if query.as_json:
                 body = self._json_body(store, query, instant, version, position_set)
@@ -269,7 +274,7 @@ def _row_json(row: fplane.Row) -> dict:
     }
 
 
-def _no_configuration_message(store: Store, instant: datetime, known_at: int) -> str:
+def no_configuration_message(store: Store, instant: datetime, known_at: int = NO_LIMIT) -> str:
     earliest = store.earliest_valid_from(known_at)
     asked = dates.format_instant(instant)
     if earliest is None:

@@ -18,7 +18,8 @@ from webob import Request
 from wsgi import codes, dates
 from wsgi.counters import RequestCounters
 from wsgi.heartbeat import read_heartbeat
-from wsgi.responses import JSON, TEXT, CodedError, Prepared, wants_json
+from wsgi.reading import json_asked
+from wsgi.responses import JSON, TEXT, Prepared
 from wsgi.spool import Spool
 from wsgi.stations import StationList
 from wsgi.store import NO_LIMIT, StoreUnavailable
@@ -84,7 +85,7 @@ class SystemViews:
             ("/health", "200 when the store is readable and the writer's heartbeat is fresh, "
                         "503 with the reason otherwise"),
         )]
-        if _json_asked(req):
+        if json_asked(req):
             return _answer({"code": codes.OK, "links": links})
         text = (f"{codes.OK} fplaneserver: the service describing itself\n"
                 + "".join(f"{link['href']:<13} {link['title']}\n" for link in links)
@@ -94,7 +95,7 @@ class SystemViews:
     # -- GET /sys/config ------------------------------------------------------------------
 
     def config_view(self, req: Request) -> Prepared:
-        as_json = _json_asked(req)
+        as_json = json_asked(req)
         sections = config_sections(self.config)
         stations = self._stations.stations()
         station_list = {
@@ -128,7 +129,7 @@ class SystemViews:
     # -- GET /sys/stats -------------------------------------------------------------------
 
     def stats(self, req: Request) -> Prepared:
-        as_json = _json_asked(req)
+        as_json = json_asked(req)
         now = time.time()
         counts = self.counters.snapshot()
         usage = resource.getrusage(resource.RUSAGE_SELF)
@@ -169,7 +170,7 @@ class SystemViews:
     # -- GET /health ----------------------------------------------------------------------
 
     def health(self, req: Request) -> Prepared:
-        as_json = _json_asked(req)
+        as_json = json_asked(req)
         now = time.time()
         limit = heartbeat_limit(self.config)
         store = self._store_state()
@@ -282,19 +283,6 @@ def _ini_value(value) -> str:
 
 
 # -- helpers ----------------------------------------------------------------------------
-
-def _json_asked(req: Request) -> bool:
-    try:
-        formats = set(req.GET.getall("format"))
-    except UnicodeDecodeError:
-        raise CodedError(codes.BAD_PARAMETER, "the query string is not valid UTF-8") from None
-    if len(formats) > 1:
-        raise CodedError(codes.BAD_PARAMETER, "format is given more than once with different values")
-    fmt = formats.pop() if formats else None
-    if fmt is not None and fmt not in ("txt", "json"):
-        raise CodedError(codes.BAD_PARAMETER, f"format must be txt or json, not {fmt[:20]!r}")
-    return wants_json(req.environ, fmt)
-
 
 def _answer(content: dict | str, code: int = codes.OK) -> Prepared:
     """A JSON answer of a dict, a text answer of a str; never to be cached."""

@@ -15,8 +15,8 @@ from urllib.parse import quote, urlencode
 from wsgi import codes, dates, fplane, page, svgmap, timeline
 from wsgi.diff import diff_rows, summary
 from wsgi.feed import FeedEntry, render_atom
-from wsgi.reading import parse_instant, single_param
-from wsgi.responses import JSON, TEXT, CodedError, Prepared, wants_json
+from wsgi.reading import json_asked, no_configuration_message, parse_instant, single_param
+from wsgi.responses import JSON, TEXT, CodedError, Prepared
 from wsgi.store import NO_LIMIT, Store, Version
 
 HTML = "text/html; charset=utf-8"
@@ -58,7 +58,7 @@ class HistoryViews:
             version = store.version_at(dates.to_micros(instant))
             svg, seats = "", ()
             if version is None and code == codes.OK:
-                code, message = codes.NO_CONFIGURATION, _nothing_known(store, instant)
+                code, message = codes.NO_CONFIGURATION, no_configuration_message(store, instant)
             elif version is not None:
                 seats = self._drawn_rows(store, version, instant, actual, full)
                 svg = self._drawing(seats, version, instant)
@@ -119,7 +119,7 @@ class HistoryViews:
             value = _param(req.GET, name)
             bounds.append(dates.to_micros(self._instant(value, now)) if value else unbounded)
         versions = store.history(*bounds)
-        if _json(req):
+        if json_asked(req):
             replaced = timeline.superseded_by(versions)
             body = _json_text({"code": codes.OK, "versions": [
                 timeline.version_json(v, replaced.get(v.id)) for v in versions]})
@@ -136,7 +136,7 @@ class HistoryViews:
             old, new = self._version_at(store, first), self._version_at(store, second)
             changes = self._changes(store, old, new, first, second, actual)
         ends = ((first, old), (second, new))
-        if _json(req):
+        if json_asked(req):
             return _answer(_json_text({
                 "code": codes.OK,
                 "from": _end_json(*ends[0]), "to": _end_json(*ends[1]),
@@ -178,7 +178,7 @@ class HistoryViews:
                                       lambda v: store.configuration_rows(v.configuration_id))
         if not stays:
             raise CodedError(codes.NOT_FOUND, f"IFU {number:03d} is in no version of the focal plane")
-        if _json(req):
+        if json_asked(req):
             return _answer(_json_text({"code": codes.OK, "ifuid": f"{number:03d}",
                                        "stays": [s.as_json() for s in stays]}), JSON)
         return _answer(timeline.stays_text(number, stays), TEXT)
@@ -221,7 +221,7 @@ class HistoryViews:
     def _version_at(store: Store, instant: datetime) -> Version:
         version = store.version_at(dates.to_micros(instant))
         if version is None:
-            raise CodedError(codes.NO_CONFIGURATION, _nothing_known(store, instant))
+            raise CodedError(codes.NO_CONFIGURATION, no_configuration_message(store, instant))
         return version
 
 
@@ -234,14 +234,6 @@ def _feed_id(first_recorded_at: int | None) -> str:
     return f"tag:fplaneserver,{dates.format_micros(first_recorded_at)[:10]}:store-{first_recorded_at}"
 
 
-def _nothing_known(store: Store, instant: datetime) -> str:
-    earliest = store.earliest_valid_from()
-    asked = dates.format_instant(instant)
-    if earliest is None:
-        return f"no configuration known for {asked}: the store holds no versions yet"
-    return f"no configuration known for {asked}: the history starts at {dates.format_micros(earliest)}"
-
-
 def _param(params, name: str) -> str:
     """A text parameter, "" when absent. Not stripped: parse_datestr forgives exactly the
     blanks it should, and no others."""
@@ -251,10 +243,6 @@ def _param(params, name: str) -> str:
 def _flag(params, name: str, default: bool) -> bool:
     # The same rule as /fplane's (reading.parse_query): given means 0 or 1.
     return single_param(params, name, ("0", "1"), default="1" if default else "0") == "1"
-
-
-def _json(req) -> bool:
-    return wants_json(req.environ, single_param(req.GET, "format", ("txt", "json")))
 
 
 def _end_json(instant: datetime, version: Version) -> dict:
