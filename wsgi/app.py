@@ -28,6 +28,7 @@ from wsgi.reading import FplaneReader, parse_query
 from wsgi.responses import JSON, TEXT, CodedError, Prepared, error_response, wants_json
 from wsgi.store import Store, StoreUnavailable
 from wsgi.views import HistoryViews
+from wsgi.walwatch import HEADER_BYTES, wal_index
 from wsgi.counters import RequestCounters
 from wsgi.system import SystemViews
 
@@ -48,6 +49,9 @@ def load_service(configfile) -> "Service":
 
 
 def application(environ, start_response, configfile):
+    service = _SERVICES.get(configfile)  # every request but a process's first
+    if service is not None:
+        return service(environ, start_response)
     try:
         service = load_service(configfile)
     except ConfigError as err:
@@ -67,18 +71,31 @@ class WorkerStore:
         self._path = path
         self._store = None
         self._pid = None
+        self._wal_index = None
+        self._wal_header = None
         self._data_version = None
 
     def get(self) -> Store:
         if self._store is None or self._pid != os.getpid():
             self._store = Store.open_readonly(self._path)
             self._pid = os.getpid()
-            self._data_version = None
+            self._wal_index = wal_index(self._path)
+            self._wal_header = self._data_version = None
         return self._store
 
     def changed(self) -> bool:
-        """True when the store has changed since the last call (or on first use)."""
-        version = self.get().data_version()
+        """True when the store has changed since the last call (or on first use).
+
+        Unchanged wal-index header bytes mean no commit, without asking SQLite (wsgi/walwatch.py);
+        any other answer is SQLite's data_version. The header is read before data_version,
+        so a commit between the two is seen again, never missed, at the next call."""
+        store = self.get()
+        if self._wal_index is not None:
+            header = self._wal_index[:HEADER_BYTES]
+            if header == self._wal_header:
+                return False
+            self._wal_header = header
+        version = store.data_version()
         changed, self._data_version = version != self._data_version, version
         return changed
 
@@ -140,15 +157,13 @@ class Service:
                 CodedError(codes.INTERNAL_ERROR, "internal error (details only in the log)"),
                 _error_wants_json(environ),
             )
-        extra_headers = self.cors.response_headers(environ)
-        if extra_headers:
-            start_response = _adding_headers(start_response, extra_headers)
+        if self.cors.enabled:
+            extra_headers = self.cors.response_headers(environ)
+            if extra_headers:
+                start_response = _adding_headers(start_response, extra_headers)
         status, body = prepared.serve(environ, start_response)
         self.counters.record(prepared.code, status)  # for /sys/stats
-        self.request_log.write(
-            f"{environ.get('REMOTE_ADDR', '-')} {environ.get('REQUEST_METHOD')} {_path(environ)}"
-            f" {prepared.code} {status[:3]} {(time.perf_counter() - started) * 1000:.2f}ms"
-        )
+        self.request_log.request(environ, prepared.code, status, time.perf_counter() - started)
         return body
 
     def _cached(self, environ) -> Prepared | None:

@@ -47,7 +47,9 @@ class RequestLog:
         self._second = None
         self._stamp = ""
 
-    def write(self, message: str) -> None:
+    def request(self, environ, code: int, status: str, seconds: float) -> None:
+        """The line of one answered request: client, method, path and query, X-FPlane-Code,
+        HTTP status and duration. Formatted in one go: this runs for every request."""
         if not self.enabled:
             return
         now = time.time()
@@ -55,5 +57,9 @@ class RequestLog:
         if second != self._second:  # strftime once a second, not once a request
             self._second = second
             self._stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(second))
-        line = f"{self._stamp},{int((now - second) * 1000):03d} {os.getpid()} INFO {message}\n"
+        query = environ.get("QUERY_STRING")
+        line = "%s,%03d %d INFO %s %s %s%s%s %d %.3s %.2fms\n" % (
+            self._stamp, (now - second) * 1000, os.getpid(), environ.get("REMOTE_ADDR", "-"),
+            environ.get("REQUEST_METHOD"), environ.get("PATH_INFO", ""), "?" if query else "",
+            query or "", code, status, seconds * 1000)
         os.write(self._fd, line.encode("utf-8", "backslashreplace"))

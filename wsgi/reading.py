@@ -283,21 +283,16 @@ def no_configuration_message(store: Store, instant: datetime, known_at: int = NO
             f"{dates.format_micros(earliest)}")
 
 
-class _BoundedCache:
+class _BoundedCache(OrderedDict):
     """A dict that forgets its oldest entries beyond ``size`` (memory stays bounded whatever
-    dates clients ask for)."""
+    dates clients ask for). Filled with ``put``; ``get`` is the dict's own, called on every
+    cached GET."""
 
     def __init__(self, size: int):
+        super().__init__()
         self._size = size
-        self._items = OrderedDict()
-
-    def get(self, key):
-        return self._items.get(key)
 
     def put(self, key, value) -> None:
-        self._items[key] = value
-        if len(self._items) > self._size:
-            self._items.popitem(last=False)
-
-    def clear(self) -> None:
-        self._items.clear()
+        self[key] = value
+        if len(self) > self._size:
+            self.popitem(last=False)
