@@ -10,7 +10,7 @@ round; the figure is the median of the per-round ratios, min and max shown):
   1. the original client's URL /fplane/20180715?actual_pos=0&full_fplane=1 against the
      trivial app (tests/bench/trivial_app.py, same body length), on both stores: >= 0.90;
   2. the same URL, 100k-version store against 10-version store (answered from the
-     per-worker response cache after its PRAGMA data_version check): >= 0.90;
+     per-worker response cache after its change check, wsgi/walwatch.py): >= 0.90;
   3. every request a different random instant inside the history
      (wrk_random_instants.lua), so the response cache misses and each request does the as-of
      lookup, the row fetch and the rendering: 100k against 10: >= 0.90.
