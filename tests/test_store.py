@@ -14,7 +14,8 @@ from tests.fplane_samples import SPECIAL_ROWS, make_rows, measured_positions
 from wsgi import fplane
 from wsgi.fplane import VIRUS_SLOTS, Row
 from wsgi import store as store_module
-from wsgi.store import SCHEMA_VERSION, Store, StoreUnavailable, UpdateAlreadyRecorded, UpdateRecord
+from wsgi.store import (SCHEMA_VERSION, Store, StoreUnavailable, UpdateAlreadyRecorded, UpdateRecord,
+                         content_hash, positions_hash)
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
@@ -566,3 +567,22 @@ def test_verify_notices_an_update_that_claims_a_commit_without_a_version(store, 
     store.record_update(posted(), "held", us("2018-07-02T00:00:00"))
     raw_update(path, "UPDATE updates SET state = 'committed'")
     assert any("update aaaa" in p for p in store.integrity_problems())
+
+
+# -- digests ----------------------------------------------------------------------------
+
+def test_digests_never_change():
+    """content_hash and positions_hash are stored with every configuration and position
+    set: an existing store compares new updates with them, so their bytes are pinned."""
+    assert content_hash(A) == "ccf5325866ce029858d509dea7fc5e58ec73f9e486f3f174cf217fb1b2585818"
+    assert positions_hash({21: (-0.0001, 3.0), 5: (-10.0004, -0.0), 7: (0.0005, 12.3456)}) == \
+        "4edde585063450c793325cd4434fd7a29ace768787ca90f1233313dd392e81d4"
+
+
+def test_digests_ignore_order_and_sub_milliarcsecond_noise():
+    nudged = tuple(Row(r.ifuslot, r.x + 0.0001 if r.x == 0 else r.x, -0.0 if r.y == 0 else r.y,
+                       r.specid, r.specslot, r.ifuid, r.ifurot, r.platesc, r.active) for r in A)
+    assert content_hash(tuple(reversed(nudged))) == content_hash(A)
+    assert content_hash(B) != content_hash(A)
+    assert positions_hash({5: (-0.0001, 1.0), 7: (2.0, 3.0)}) == positions_hash({7: (2.0, 3.0), 5: (0.0, 1.0)})
+    assert positions_hash({5: (-0.0001, 1.0)}) != positions_hash({5: (-0.001, 1.0)})

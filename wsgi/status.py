@@ -28,6 +28,7 @@ position sets (``POST /positions``, ``positions_from_update``).
 """
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -477,6 +478,7 @@ def _seat_text(seat: int) -> str:
 # --------------------------------------------------------------------------
 # The new configuration
 
+@functools.cache   # Rows are immutable; every status has some 80 of these
 def _empty_row(seat: int) -> Row:
     return Row(seat, *nominal_position(seat), 0, 0, 0, 0.0, 1.0, False)
 

@@ -173,21 +173,27 @@ UPDATE_STATES = ("committed", "unchanged", "held", "rejected")
 _UPDATE_COLUMNS = ", ".join(UpdateRecord.__dataclass_fields__)
 
 
-def _fixed(value: float) -> str:
-    # -0.0001 and 0.0001 are the same position; "%.3f" alone would write "-0.000" for one.
-    text = f"{value:.3f}"
-    return "0.000" if text == "-0.000" else text
-
-
 def content_hash(rows) -> str:
-    """A digest of what a configuration says, independent of row order and float noise."""
-    digest = hashlib.sha256()
-    for r in sorted(rows, key=lambda r: r.ifuslot):
-        digest.update(
-            f"{r.ifuslot:03d} {_fixed(r.x)} {_fixed(r.y)} {r.specid:03d} {r.specslot:03d} "
-            f"{r.ifuid:03d} {_fixed(r.ifurot)} {_fixed(r.platesc)} {int(r.active)}\n".encode()
-        )
-    return digest.hexdigest()
+    """A digest of what a configuration says, independent of row order and float noise.
+
+    Stored with every configuration, so its bytes must never change: one line per seat,
+    "%03d %.3f %.3f %03d %03d %03d %.3f %.3f %d"."""
+    text = "".join(
+        "%03d %.3f %.3f %03d %03d %03d %.3f %.3f %d\n"
+        % (r.ifuslot, r.x, r.y, r.specid, r.specslot, r.ifuid, r.ifurot, r.platesc, r.active)
+        for r in sorted(rows, key=_seat))
+    return _sha256_without_negative_zeros(text)
+
+
+def _sha256_without_negative_zeros(text: str) -> str:
+    # -0.0001 and 0.0001 are the same position, but "%.3f" writes "-0.000" for one. In the
+    # hashed lines every float follows a space, and a minus sign can only start a number,
+    # so " -0.000" is exactly a negative zero.
+    return hashlib.sha256(text.replace(" -0.000", " 0.000").encode()).hexdigest()
+
+
+def _seat(row) -> int:
+    return row.ifuslot
 
 
 def rendered_texts(rows) -> tuple[str, str]:
@@ -196,11 +202,9 @@ def rendered_texts(rows) -> tuple[str, str]:
 
 
 def positions_hash(positions: dict) -> str:
-    digest = hashlib.sha256()
-    for slot in sorted(positions):
-        x, y = positions[slot]
-        digest.update(f"{slot:03d} {_fixed(x)} {_fixed(y)}\n".encode())
-    return digest.hexdigest()
+    """The same for a position set (seat -> (x, y)): "%03d %.3f %.3f" per seat."""
+    text = "".join("%03d %.3f %.3f\n" % (slot, *positions[slot]) for slot in sorted(positions))
+    return _sha256_without_negative_zeros(text)
 
 
 # Both histories are read the same way, their columns qualified by the table's name.
