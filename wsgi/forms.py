@@ -103,12 +103,6 @@ def unquote_plus_bytes(text: bytes) -> bytes:
         escape = text[found.start():found.start() + 3]
         text = text.replace(escape, bytes.fromhex(escape[1:].decode("ascii")))
     return text.replace(b"%25", b"%")
-    escapes = _ESCAPE.findall(text)
-    if len(escapes) != text.count(b"%"):
-        return unquote_to_bytes(text)
-    for escape in sorted(set(escapes), key=lambda e: (e == b"%25", e)):   # %25 last
-        text = text.replace(escape, bytes.fromhex(escape[1:].decode("ascii")))
-    return text
 
 
 def _multipart_fields(content_type: str, body: bytes):
