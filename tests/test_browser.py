@@ -17,8 +17,8 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
-from tests.support import REPO, free_port
-from tests.test_deploy import start_uwsgi, stop, wait_until_serving
+from tests.support import REPO
+from tests.test_deploy import running_uwsgi
 from wsgi import fplane
 
 try:
@@ -59,15 +59,8 @@ def base(tmp_path_factory):
     demo = subprocess.run([sys.executable, str(REPO / "examples" / "demo.py"), "--config", str(config)],
                           cwd=REPO, capture_output=True, text=True, timeout=60)
     assert demo.returncode == 0, demo.stdout + demo.stderr
-    port = free_port()
-    log = root / "uwsgi.log"
-    process = start_uwsgi(config, port, log)
-    try:
-        url = f"http://127.0.0.1:{port}"
-        wait_until_serving(url, process, log)
+    with running_uwsgi(config, root / "uwsgi.log") as (url, _):
         yield url
-    finally:
-        assert stop(process) == 0, log.read_text()
 
 
 @pytest.fixture(scope="module")

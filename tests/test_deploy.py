@@ -9,6 +9,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -57,6 +58,20 @@ def wait_until_serving(base: str, process: subprocess.Popen, log: Path) -> None:
     pytest.fail(f"uWSGI did not answer within 30 s:\n{log.read_text()}")
 
 
+@contextmanager
+def running_uwsgi(config: Path, log: Path, ini: Path = UWSGI_INI):
+    """uWSGI on a free loopback port, once it answers: yields (base URL, process); stopped
+    after, and it must stop cleanly (exit status 0)."""
+    port = free_port()
+    process = start_uwsgi(config, port, log, ini)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_until_serving(base, process, log)
+        yield base, process
+    finally:
+        assert stop(process) == 0, log.read_text()
+
+
 WRITER_SLEEP = 1.0
 
 
@@ -66,15 +81,8 @@ def service(tmp_path):
     init_store(config)
     rows = make_rows()
     import_rows(config, rows, "20180601", "--comment", "deployed")
-    port = free_port()
-    log = tmp_path / "uwsgi.log"
-    process = start_uwsgi(config, port, log)
-    try:
-        base = f"http://127.0.0.1:{port}"
-        wait_until_serving(base, process, log)
+    with running_uwsgi(config, tmp_path / "uwsgi.log") as (base, _):
         yield base, rows, tmp_path
-    finally:
-        assert stop(process) == 0, log.read_text()
 
 
 def test_original_url_under_uwsgi_with_urllib(service):
@@ -180,16 +188,11 @@ def test_stopping_uwsgi_stops_the_writer(tmp_path):
     config = write_config(tmp_path, Writer={"sleep": str(WRITER_SLEEP)})
     init_store(config)
     log = tmp_path / "uwsgi.log"
-    port = free_port()
-    process = start_uwsgi(config, port, log)
-    try:
-        wait_until_serving(f"http://127.0.0.1:{port}", process, log)
+    with running_uwsgi(config, log):
         deadline = time.monotonic() + 10
         while (beat := read_heartbeat(tmp_path / "data")) is None:
             assert time.monotonic() < deadline, "the writer never started:\n" + log.read_text()
             time.sleep(0.05)
-    finally:
-        assert stop(process) == 0, log.read_text()
     deadline = time.monotonic() + 10
     while _alive(beat["pid"]):
         assert time.monotonic() < deadline, "the writer outlived uWSGI"

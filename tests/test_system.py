@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from tests.fplane_samples import make_rows
-from tests.support import (REPO, add_station, free_port, import_rows, init_store, test_app,
+from tests.support import (REPO, add_station, import_rows, init_store, test_app,
                            write_config)
-from tests.test_deploy import start_uwsgi, stop, wait_until_serving
+from tests.test_deploy import running_uwsgi
 from wsgi import dates
 from wsgi.config import SETTINGS as config_schema
 from wsgi.config import load_config
@@ -329,19 +329,13 @@ def uwsgi_serving(tmp_path, ini, apps: int = 1):
     config = write_config(tmp_path, Writer={"sleep": "1"})
     init_store(config)
     import_rows(config, make_rows(), "20180601")
-    port = free_port()
     log = tmp_path / "uwsgi.log"
-    process = start_uwsgi(config, port, log, ini)
-    try:
+    with running_uwsgi(config, log, ini) as (base, process):
         deadline = time.monotonic() + 60
         while log.read_text().count("WSGI app 0 (mountpoint='') ready") < apps:
             assert process.poll() is None and time.monotonic() < deadline, log.read_text()
             time.sleep(0.1)
-        base = f"http://127.0.0.1:{port}"
-        wait_until_serving(base, process, log)
         yield base, log
-    finally:
-        assert stop(process) == 0, log.read_text()
 
 
 def test_under_uwsgi_stats_count_every_worker_across_respawns_and_health_is_200(tmp_path):
