@@ -153,6 +153,45 @@ def test_row_refuses_what_cannot_be_rendered(kwargs, error):
         Row(**fields)
 
 
+_ID_FIELDS = ("ifuslot", "specid", "specslot", "ifuid")
+_NUMBER_FIELDS = ("x", "y", "ifurot", "platesc")
+# Boundaries and wrong types: each is right for some fields and wrong for others.
+_ODD_VALUES = st.one_of(
+    st.sampled_from([-1, 0, 999, 1000, True, False, None, "013", "1.0", 2 ** 70, 5.0, -0.0,
+                     1e308, float("nan"), float("inf"), float("-inf")]),
+    st.integers(-3, 1003), st.floats(allow_nan=True, allow_infinity=True))
+
+
+def _renderable(fields: dict) -> bool:
+    """What a Row may hold, said plainly: ids are ints 0..999, the rest finite numbers,
+    and a bool is neither."""
+    def an_id(v):
+        return type(v) is not bool and isinstance(v, int) and 0 <= v <= 999
+
+    def a_number(v):
+        return (type(v) is not bool and isinstance(v, (int, float)) and v == v
+                and abs(v) != float("inf"))
+    return (all(an_id(fields[k]) for k in _ID_FIELDS)
+            and all(a_number(fields[k]) for k in _NUMBER_FIELDS))
+
+
+@settings(max_examples=2000, suppress_health_check=[HealthCheck.too_slow])
+@given(st.dictionaries(st.sampled_from(_ID_FIELDS + _NUMBER_FIELDS), _ODD_VALUES, max_size=2))
+def test_row_accepts_exactly_the_renderable(odd):
+    """Row's one-expression fast check lets nothing through that its full check refuses:
+    a good row with one or two fields replaced by a boundary or a wrong type."""
+    fields = dict(ifuslot=13, x=-450.0, y=150.0, specid=1, specslot=2, ifuid=3, ifurot=0.0,
+                  platesc=1.0)
+    fields.update(odd)
+    try:
+        Row(**fields)
+    except (TypeError, ValueError):
+        accepted = False
+    else:
+        accepted = True
+    assert accepted == _renderable(fields), fields
+
+
 def test_row_is_frozen_and_hashable():
     r = Row(13, -450.0, 150.0, 1, 2, 3)
     assert r.active and r.ifurot == 0.0 and r.platesc == 1.0

@@ -13,7 +13,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from tests.fplane_samples import (
@@ -41,6 +41,8 @@ from wsgi.fplane import (
 )
 from wsgi.status import (
     MAX_POSITION_OFFSET,
+    _check_size,
+    _exact_size_problem,
     HardwareStatus,
     SeatEntry,
     UpdateError,
@@ -451,6 +453,34 @@ def test_huge_item_counts_are_refused_quickly(text):
     assert time.perf_counter() - started < 1.0
     assert err.code == 209
     assert "data has more than 10000 items" in err.problems[0]
+
+
+# Texts made of what the size check looks at, so that limits, strings with brackets,
+# quotes and escapes, unterminated strings and mismatched brackets all come up often:
+# JSON documents (nested arrays and objects whose strings hold brackets, quotes and
+# non-ASCII) and token soups that are not JSON at all.
+_SIZE_STRINGS = st.text(alphabet='ab[]{}",\\é', max_size=4)
+_SIZE_JSON = st.recursive(
+    st.one_of(st.integers(0, 9), _SIZE_STRINGS),
+    lambda inner: st.one_of(st.lists(inner, max_size=4),
+                            st.dictionaries(_SIZE_STRINGS, inner, max_size=4)),
+    max_leaves=30).map(lambda v: json.dumps(v, ensure_ascii=False))
+_SIZE_SOUP = st.lists(st.sampled_from(['[', ']', '{', '}', ',', '"', '\\', '"a"', '"["', '"]"',
+                                       '"{"', '"}"', '"\\""', 'é', '"x":']),
+                      max_size=60).map("".join)
+
+
+@settings(max_examples=2000, suppress_health_check=[HealthCheck.too_slow])
+@given(st.one_of(_SIZE_JSON, _SIZE_SOUP), st.integers(0, 6), st.integers(0, 20))
+# Depth 2, but a string's "]" closes the first "[" if strings are not told apart, and an
+# escaped quote ends a string if backslashes are dropped: both would look like depth 1.
+@example('["]",[],"["]', 1, 20)
+@example(r'["\"]\"",[],"\"[\""]', 1, 20)
+def test_the_fast_size_check_agrees_with_the_exact_scan(text, max_depth, max_items):
+    """_check_size's shortcut (a few passes in C) never lets through what the exact
+    token-by-token scan refuses, and says the same when it refuses."""
+    assert _check_size(text, max_depth, max_items) == \
+        _exact_size_problem(text, max_depth, max_items), text
 
 
 def test_a_realistic_status_is_well_within_the_limits():

@@ -6,6 +6,7 @@ known_at; among equal valid_from the later recorded one wins).
 """
 import re
 import sqlite3
+from dataclasses import astuple
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -291,19 +292,27 @@ def test_a_revert_reuses_the_row_set_but_is_a_new_version(store, path):
     assert store.version_at(us("2018-07-25T00:00:00")).id == reverted.id
 
 
-def test_rows_come_back_exactly(store):
+def test_rows_come_back_exactly(store, path):
     # Every seat: 000, active and inactive grid seats (one inactive seat keeps its SPECID),
-    # LRS2, the special rows; measured positions and odd optics as floats.
+    # LRS2, the special rows; measured positions and odd optics as floats, one seat's
+    # numbers given as ints.
     rows = make_rows(positions=measured_positions(VIRUS_SLOTS))
     rows = tuple(
         Row(r.ifuslot, r.x, r.y, r.specid or 7, r.specslot, r.ifuid, 0.25, 1.003, False)
-        if r.ifuslot == VIRUS_SLOTS[3] else r
+        if r.ifuslot == VIRUS_SLOTS[3] else
+        Row(r.ifuslot, -150, 250, r.specid, r.specslot, r.ifuid, 0, 1, r.active)
+        if r.ifuslot == VIRUS_SLOTS[4] else r
         for r in rows)
     version, _ = record(store, rows, "2018-07-01T05:00:00", "2018-07-02T00:00:00")
 
-    back = store.configuration_rows(version.configuration_id)
+    back = store.configuration_rows(version.configuration_id)   # the writer's, kept
+    with Store.open_readonly(path) as reader:                   # read from the file
+        read = reader.configuration_rows(version.configuration_id)
 
-    assert back == tuple(by_seat(rows))
+    assert back == read == tuple(by_seat(rows))
+    types = [int, float, float, int, int, int, float, float, bool]
+    assert [[type(v) for v in astuple(r)] for r in back] == [types] * len(rows)
+    assert [[type(v) for v in astuple(r)] for r in read] == [types] * len(rows)
     assert {r.ifuslot for r in SPECIAL_ROWS} <= {r.ifuslot for r in back}
     assert sum(not r.active for r in back) == sum(not r.active for r in rows) > 0
     assert version.active_ifus == sum(

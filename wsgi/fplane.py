@@ -75,6 +75,7 @@ _FULL_GRID_ORDER = _GRID_WITHOUT_LRS2 + LRS2_SLOTS
 _ORDER_RANK = {REFERENCE_SLOT: 0}
 _ORDER_RANK.update((s, i + 1) for i, s in enumerate(_FULL_GRID_ORDER))
 _SPECIAL_RANK_BASE = len(_ORDER_RANK)  # specials sort after, by seat number
+_INF = math.inf   # -_INF < v < _INF is False for nan and both infinities
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +94,20 @@ class Row:
     def __post_init__(self):
         # Checked here, once, because "%03d" % 1000 or "%8.3f" % nan would be
         # rendered without complaint and break every client's exact lookups.
+        # Nearly every row is four ints and four floats in range: that case in one
+        # expression (a file or status has some 80 rows, and every POST makes them);
+        # anything else takes _check, which accepts ints as numbers and says what is wrong.
+        if not (type(self.ifuslot) is type(self.specid) is type(self.specslot)
+                is type(self.ifuid) is int
+                and 0 <= self.ifuslot <= 999 and 0 <= self.specid <= 999
+                and 0 <= self.specslot <= 999 and 0 <= self.ifuid <= 999
+                and type(self.x) is type(self.y) is type(self.ifurot) is type(self.platesc)
+                is float
+                and -_INF < self.x < _INF and -_INF < self.y < _INF
+                and -_INF < self.ifurot < _INF and -_INF < self.platesc < _INF):
+            self._check()
+
+    def _check(self):
         for name in ("ifuslot", "specid", "specslot", "ifuid"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int):

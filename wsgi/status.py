@@ -68,7 +68,9 @@ MAX_PROBLEMS = 1000
 
 _GRID_SET = frozenset(GRID_SLOTS)
 _VIRUS_SET = frozenset(VIRUS_SLOTS)
-_ID_RE = re.compile(r"[0-9]{1,3}\Z")  # ASCII only: str.isdigit() accepts other scripts
+# Every id string there is, 1-3 ASCII digits ("7", "07", "007"; str.isdigit() would
+# accept other scripts' digits too), read once: a status has some 300 of them.
+_ID_TEXTS = {f"{n:0{width}d}": n for width in (1, 2, 3) for n in range(10 ** width)}
 _ID_KEYS = ("ifuslot", "specid", "specslot", "ifuid")
 _EXAMPLE_TIMESTAMP = "2018-07-15T17:02:11Z"
 
@@ -171,7 +173,41 @@ _LONGEST_INT = 30   # digits; ids are 3, and int() of 4300+ digits raises in 3.1
 
 def _check_size(text: str, max_depth: int, max_items: int) -> str | None:
     """Nesting depth and item count, found without parsing (and without recursion):
-    json.loads recurses once per level, so 10,000 ``[`` would blow the stack."""
+    json.loads recurses once per level, so 10,000 ``[`` would blow the stack.
+    Why ``text`` is too big, or None."""
+    if _surely_within(text, max_depth, max_items):
+        return None
+    return _exact_size_problem(text, max_depth, max_items)
+
+
+# Everything but brackets, quotes and backslashes, for str.translate to delete.
+_SKELETON = str.maketrans("", "", "".join(chr(c) for c in range(128) if chr(c) not in '[]{}"\\'))
+_EMPTY_PAIR_RE = re.compile(r"\[\]|\{\}")
+
+
+def _surely_within(text: str, max_depth: int, max_items: int) -> bool:
+    """True when ``text`` is certainly within both limits; False means "ask
+    _exact_size_problem", never "too big".  A few passes in C instead of a Python step per
+    token (a status has some 2,000 tokens; this is every post's and every commit's cost).
+
+    - items: commas and opening brackets counted everywhere, inside strings too, can
+      only over-count;
+    - depth: deleting all but ``[]{}"\\`` and then every ``""`` leaves the bare brackets
+      when no string holds a bracket, quote, backslash or non-ASCII character (anything
+      left over stops the passes below); each pass deletes the innermost empty pairs, so
+      the bare brackets are gone after at most ``max_depth`` passes exactly when they are
+      well nested no deeper than that."""
+    if text.count(",") + text.count("[") + text.count("{") > max_items:
+        return False
+    skeleton = text.translate(_SKELETON).replace('""', "")
+    for _ in range(max_depth):
+        if not skeleton:
+            return True
+        skeleton = _EMPTY_PAIR_RE.sub("", skeleton)
+    return not skeleton
+
+
+def _exact_size_problem(text: str, max_depth: int, max_items: int) -> str | None:
     depth = 0
     items = 0
     for match in _STRUCTURE_RE.finditer(text):
@@ -289,6 +325,8 @@ def _lower_known_keys(obj: dict, known: Iterable[str], where: str = ""
     """Keys matching ``known`` case-insensitively are renamed to their lower-case
     form; two spellings of one key are a problem."""
     known = set(known)
+    if obj.keys() <= known:   # nearly always: every key known and spelled lower-case
+        return dict(obj), []
     out: dict = {}
     spelled: dict[str, str] = {}
     problems = []
@@ -315,8 +353,8 @@ def _parse_id(value: Any) -> int | None:
         return None   # True is an int to Python, not an id to anyone
     if isinstance(value, int):
         return value if 0 <= value <= 999 else None
-    if isinstance(value, str) and _ID_RE.match(value):
-        return int(value)
+    if isinstance(value, str):
+        return _ID_TEXTS.get(value)
     return None
 
 

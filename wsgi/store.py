@@ -196,6 +196,16 @@ def _seat(row) -> int:
     return row.ifuslot
 
 
+def _as_read_back(rows) -> tuple[Row, ...]:
+    """``rows`` as Store.configuration_rows returns them once stored: by seat, every
+    number a float (a REAL column gives 5.0 back for 5)."""
+    return tuple(
+        r if type(r.x) is type(r.y) is type(r.ifurot) is type(r.platesc) is float
+        else Row(r.ifuslot, float(r.x), float(r.y), r.specid, r.specslot, r.ifuid,
+                 float(r.ifurot), float(r.platesc), r.active)
+        for r in sorted(rows, key=_seat))
+
+
 def rendered_texts(rows) -> tuple[str, str]:
     """(full, short) file text of a configuration's rows, nominal positions, no header."""
     return fplane.render_fplane(rows, (), full=True), fplane.render_fplane(rows, (), full=False)
@@ -388,16 +398,22 @@ class Store:
     def configuration_rows(self, configuration_id: int) -> tuple[Row, ...]:
         rows = self._rows_cache.get(configuration_id)
         if rows is None:
-            cursor = self._db.execute(
-                "SELECT ifuslot, x, y, specid, specslot, ifuid, ifurot, platesc, active"
-                " FROM configuration_rows WHERE configuration_id = ? ORDER BY ifuslot",
-                (configuration_id,),
-            )
-            rows = tuple(Row(*r[:8], active=bool(r[8])) for r in cursor)
-            if len(self._rows_cache) >= _ROWS_CACHE_SIZE:
-                self._rows_cache.clear()
-            self._rows_cache[configuration_id] = rows
+            rows = self._read_rows(configuration_id)
+            self._remember_rows(configuration_id, rows)
         return rows
+
+    def _read_rows(self, configuration_id: int) -> tuple[Row, ...]:
+        cursor = self._db.execute(
+            "SELECT ifuslot, x, y, specid, specslot, ifuid, ifurot, platesc, active"
+            " FROM configuration_rows WHERE configuration_id = ? ORDER BY ifuslot",
+            (configuration_id,),
+        )
+        return tuple(Row(*r[:8], active=bool(r[8])) for r in cursor)
+
+    def _remember_rows(self, configuration_id: int, rows: tuple[Row, ...]) -> None:
+        if len(self._rows_cache) >= _ROWS_CACHE_SIZE:
+            self._rows_cache.clear()
+        self._rows_cache[configuration_id] = rows
 
     def configuration_text(self, configuration_id: int, full: bool) -> str:
         """The rendered rows (column header included) of the full or short file."""
@@ -455,7 +471,7 @@ class Store:
         for config_id, stored_hash, *texts in self._db.execute(
             "SELECT id, content_hash, full_text, short_text FROM configurations"
         ).fetchall():
-            rows = self.configuration_rows(config_id)
+            rows = self._read_rows(config_id)   # what the file says, not what was kept
             if content_hash(rows) != stored_hash:
                 problems.append(f"configuration {config_id}: rows do not match their content hash")
             elif rendered_texts(rows) != tuple(texts):
@@ -505,13 +521,17 @@ class Store:
             if current is not None and self.configuration_hash(current.configuration_id) == digest:
                 self._write_update(update, "unchanged", recorded_at, version_id=current.id)
                 return current, False
-            configuration_id = self._configuration_id(rows, digest)
+            configuration_id, inserted = self._configuration_id(rows, digest)
             version_id = self._db.execute(
                 "INSERT INTO versions (valid_from, recorded_at, station, comment, source,"
                 " configuration_id) VALUES (?, ?, ?, ?, ?, ?)",
                 (valid_from, recorded_at, station, comment, source, configuration_id),
             ).lastrowid
             self._write_update(update, "committed", recorded_at, version_id=version_id)
+        if inserted:
+            # Committed: the next update is built on these rows, so the writer keeps them
+            # as configuration_rows would read them back instead of reading them back.
+            self._remember_rows(configuration_id, _as_read_back(rows))
         return self.version_by_id(version_id), True
 
     def version_by_id(self, version_id: int) -> Version | None:
@@ -532,12 +552,14 @@ class Store:
             "SELECT content_hash FROM configurations WHERE id = ?", (configuration_id,)
         ).fetchone()[0]
 
-    def _configuration_id(self, rows, digest: str) -> int:
+    def _configuration_id(self, rows, digest: str) -> tuple[int, bool]:
+        """The id of the configuration with ``digest``, inserted unless there is one;
+        (id, inserted)."""
         found = self._db.execute(
             "SELECT id FROM configurations WHERE content_hash = ?", (digest,)
         ).fetchone()
         if found:
-            return found[0]
+            return found[0], False
         active_ifus = sum(1 for r in rows if r.active and r.specid and r.ifuslot in VIRUS_SLOTS)
         configuration_id = self._db.execute(
             "INSERT INTO configurations (content_hash, active_ifus, full_text, short_text)"
@@ -550,7 +572,7 @@ class Store:
             [(configuration_id, r.ifuslot, r.x, r.y, r.specid, r.specslot, r.ifuid, r.ifurot,
               r.platesc, int(r.active)) for r in rows],
         )
-        return configuration_id
+        return configuration_id, True
 
     def record_position_set(self, positions: dict, valid_from: int, recorded_at: int,
                             station: str, comment: str = "", source: str = "",

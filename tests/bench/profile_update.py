@@ -1,14 +1,16 @@
 """Where the update path spends its time, without uWSGI: cProfile of a POST through the
 WSGI callable and of Writer.run_once on a spooled backlog.
 
-    .venv/bin/python -m tests.bench.profile_update [--posts N] [--backlog N] [--top N]
+    .venv/bin/python -m tests.bench.profile_update [--posts N] [--batch N] [--backlog N] [--top N] [--only post|writer]
 
 Same setup as tests/bench/test_update_path.py (a store from fplane-admin init + import, one
 station, distinct statuses from status_data), in a temporary directory, at the
 deployment's log level (INFO). Reports:
   post     the first post of the process (scrypt, first use), then CPU and wall time per
-           post (no profiler; a writer drains the spool between batches, as the attached
-           one does, so new/ stays short), then the profile's top functions;
+           post (no profiler; a writer drains the spool after every --batch posts, as the
+           attached one does, so new/ stays short; --batch 1 is the service under a burst
+           of posts, where nearly every post finds a store the writer has just changed),
+           then the profile's top functions;
   writer   wall and CPU time per committed update for Writer.run_once on a backlog (no
            profiler), the same with PRAGMA synchronous = NORMAL on the writer's connection
            (an experiment only: how much of a commit is the WAL fsync), the time of the
@@ -203,7 +205,7 @@ class FsyncClock:
         os.fsync = self._real
 
 
-def profile_posts(base: Path, posts: int, n_top: int) -> None:
+def profile_posts(base: Path, posts: int, n_top: int, batch_size: int) -> None:
     config, password = _service_dir(base)
     app = partial(application, configfile=str(config))
     writer = Writer(load_config(config), make_logger(load_config(config), "writer"))
@@ -222,16 +224,16 @@ def profile_posts(base: Path, posts: int, n_top: int) -> None:
     def batch(chunk, profiler=None, stages=None):
         wall = cpu = 0.0
         with FsyncClock() as clock:
-            for i in range(0, len(chunk), 50):
+            for i in range(0, len(chunk), batch_size):
                 if profiler:
                     profiler.enable()
-                _, w, c = timed(lambda: [post(it) for it in chunk[i:i + 50]])
+                _, w, c = timed(lambda: [post(it) for it in chunk[i:i + batch_size]])
                 if profiler:
                     profiler.disable()
                 wall, cpu = wall + w, cpu + c
                 # as the attached writer would: new/ stays short (not clocked)
                 with stages.paused() if stages else contextlib.nullcontext():
-                    assert writer.run_once() == len(chunk[i:i + 50])
+                    assert writer.run_once() == len(chunk[i:i + batch_size])
         return wall, cpu, clock
 
     wall, cpu, clock = batch(items[1:1 + posts])
@@ -297,12 +299,14 @@ def main(argv=None) -> int:
     parser.add_argument("--posts", type=int, default=300)
     parser.add_argument("--backlog", type=int, default=500)
     parser.add_argument("--top", type=int, default=25)
+    parser.add_argument("--batch", type=int, default=50,
+                        help="posts between two writer runs (1: the store changes before every post)")
     parser.add_argument("--only", choices=("post", "writer"))
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         if args.only in (None, "post"):
             (Path(tmp) / "post").mkdir()
-            profile_posts(Path(tmp) / "post", args.posts, args.top)
+            profile_posts(Path(tmp) / "post", args.posts, args.top, args.batch)
         if args.only in (None, "writer"):
             (Path(tmp) / "writer").mkdir()
             profile_writer(Path(tmp) / "writer", args.backlog, args.top)
