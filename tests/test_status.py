@@ -42,7 +42,9 @@ from wsgi.fplane import (
 from wsgi.status import (
     MAX_POSITION_OFFSET,
     _check_size,
+    _diagnosed_entries,
     _exact_size_problem,
+    _plain_entries,
     HardwareStatus,
     SeatEntry,
     UpdateError,
@@ -481,6 +483,50 @@ def test_the_fast_size_check_agrees_with_the_exact_scan(text, max_depth, max_ite
     token-by-token scan refuses, and says the same when it refuses."""
     assert _check_size(text, max_depth, max_items) == \
         _exact_size_problem(text, max_depth, max_items), text
+
+
+# Seat entries as a TCS writes them, from small pools so that seats, IFUs and
+# spectrographs repeat often, with now and then what makes one not plain: an int or
+# malformed id, an upper-case, missing or extra key, a seat that is no VIRUS seat.
+_ENTRY_SEAT = st.one_of(st.sampled_from(["013", "021", "073"]),
+                        st.sampled_from(["056", "000", "7", 13, "0013", "", None, True]))
+_ENTRY_ID = st.one_of(st.sampled_from(["000", "001", "002"]),
+                      st.sampled_from([1, 0, True, "1234", "", "１", None, 1.0, []]))
+_PLAIN_ENTRY = st.fixed_dictionaries(
+    {"ifuslot": _ENTRY_SEAT, "specid": _ENTRY_ID, "specslot": _ENTRY_ID, "ifuid": _ENTRY_ID})
+_ENTRY = st.one_of(
+    _PLAIN_ENTRY,
+    st.tuples(_PLAIN_ENTRY, st.sampled_from(["IFUSLOT", "SpecId", "note"]), _ENTRY_ID).map(
+        lambda t: {**t[0], t[1]: t[2]}),
+    st.dictionaries(st.sampled_from(["ifuslot", "specid", "specslot", "IFUID"]), _ENTRY_ID,
+                    max_size=4),
+    st.sampled_from([[], "013", None]))
+
+
+@settings(max_examples=2000, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(_ENTRY, max_size=4))
+@example([{"ifuslot": "013", "specid": "001", "specslot": "001", "ifuid": "001"},
+          {"ifuslot": "021", "specid": "001", "specslot": "002", "ifuid": "002"}])
+def test_plain_entries_are_read_as_the_full_check_reads_them(spectrographs):
+    """The tight loop for plain statuses answers only when the full check finds nothing
+    wrong, and then with the very same entries."""
+    problems: list[str] = []
+    diagnosed = _diagnosed_entries(spectrographs, problems)
+    plain = _plain_entries(spectrographs)
+    if plain is not None:
+        assert problems == [] and plain == diagnosed, spectrographs
+
+
+def test_a_status_as_a_tcs_writes_it_takes_the_tight_loop():
+    """Every VIRUS seat listed, two with a bundle but no spectrograph (SPECID 000) and two
+    listed empty (all 000): 000 may repeat."""
+    rows = make_rows(active={s: (i + 1, i + 101, i + 201) for i, s in enumerate(VIRUS_SLOTS)})
+    entries = status_from_rows(rows)["spectrographs"]
+    for entry in entries[:2]:
+        entry["specid"] = "000"
+    for entry in entries[2:4]:
+        entry.update(specid="000", specslot="000", ifuid="000")
+    assert len(_plain_entries(entries)) == len(VIRUS_SLOTS)
 
 
 def test_a_realistic_status_is_well_within_the_limits():

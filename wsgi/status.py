@@ -436,6 +436,44 @@ def _parse_timestamp(fields: dict, site_tz: tzinfo, problems: list[str]) -> date
 
 
 def _parse_entries(spectrographs: list, problems: list[str]) -> list[SeatEntry]:
+    entries = _plain_entries(spectrographs)
+    if entries is None:
+        entries = _diagnosed_entries(spectrographs, problems)
+    return entries
+
+
+_ID_KEY_SET = frozenset(_ID_KEYS)
+
+
+def _plain_entries(spectrographs: list) -> list[SeatEntry] | None:
+    """The entries of a status as a TCS writes it (every entry an object of exactly the
+    four lower-case keys, ids as strings of digits, seats VIRUS seats, nothing listed
+    twice), read in one tight loop; None at the first thing that is not so, and then
+    _diagnosed_entries reads the status again and says what is wrong, if anything."""
+    entries = []
+    seats: set[int] = set()
+    ifus: set[int] = set()
+    specs: set[int] = set()
+    try:
+        for item in spectrographs:
+            if type(item) is not dict or item.keys() != _ID_KEY_SET:
+                return None
+            seat, specid = _ID_TEXTS[item["ifuslot"]], _ID_TEXTS[item["specid"]]
+            specslot, ifuid = _ID_TEXTS[item["specslot"]], _ID_TEXTS[item["ifuid"]]
+            if seat not in _VIRUS_SET or seat in seats or ifuid in ifus or specid in specs:
+                return None
+            seats.add(seat)
+            if ifuid:       # 000 is no bundle / no spectrograph: it may repeat
+                ifus.add(ifuid)
+            if specid:
+                specs.add(specid)
+            entries.append(SeatEntry(seat, specid, specslot, ifuid))
+    except (KeyError, TypeError):   # an int id (allowed), a malformed or unhashable one
+        return None
+    return entries
+
+
+def _diagnosed_entries(spectrographs: list, problems: list[str]) -> list[SeatEntry]:
     entries: list[SeatEntry] = []
     seen_seat: dict[int, int] = {}               # seat -> index
     seen_ifu: dict[int, tuple[int, int]] = {}    # ifuid -> (index, seat)
