@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, replace
+from dataclasses import fields as dataclass_fields
 from typing import Iterable, Mapping
 
 __all__ = [
@@ -78,7 +79,7 @@ _SPECIAL_RANK_BASE = len(_ORDER_RANK)  # specials sort after, by seat number
 _INF = math.inf   # -_INF < v < _INF is False for nan and both infinities
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Row:
     """One seat of the file.  Ids are integers; rendering zero-pads them."""
     ifuslot: int      # IHMP seat, 0..999 (rendered %03d)
@@ -91,20 +92,31 @@ class Row:
     platesc: float = 1.0
     active: bool = True   # False: commented out in the full file, absent from the short one
 
-    def __post_init__(self):
+    def __init__(self, ifuslot, x, y, specid, specslot, ifuid, ifurot=0.0, platesc=1.0,
+                 active=True):
+        # Written out, not generated: rows are made by the hundred for every POST and
+        # every commit, and a frozen dataclass's own __init__ sets each field through
+        # object.__setattr__ at twice the cost of the slots' own setters used here.
+        _set_ifuslot(self, ifuslot)
+        _set_x(self, x)
+        _set_y(self, y)
+        _set_specid(self, specid)
+        _set_specslot(self, specslot)
+        _set_ifuid(self, ifuid)
+        _set_ifurot(self, ifurot)
+        _set_platesc(self, platesc)
+        _set_active(self, active)
         # Checked here, once, because "%03d" % 1000 or "%8.3f" % nan would be
         # rendered without complaint and break every client's exact lookups.
         # Nearly every row is four ints and four floats in range: that case in one
-        # expression (a file or status has some 80 rows, and every POST makes them);
-        # anything else takes _check, which accepts ints as numbers and says what is wrong.
-        if not (type(self.ifuslot) is type(self.specid) is type(self.specslot)
-                is type(self.ifuid) is int
-                and 0 <= self.ifuslot <= 999 and 0 <= self.specid <= 999
-                and 0 <= self.specslot <= 999 and 0 <= self.ifuid <= 999
-                and type(self.x) is type(self.y) is type(self.ifurot) is type(self.platesc)
-                is float
-                and -_INF < self.x < _INF and -_INF < self.y < _INF
-                and -_INF < self.ifurot < _INF and -_INF < self.platesc < _INF):
+        # expression; anything else takes _check, which accepts ints as numbers and says
+        # what is wrong.
+        if not (type(ifuslot) is type(specid) is type(specslot) is type(ifuid) is int
+                and 0 <= ifuslot <= 999 and 0 <= specid <= 999
+                and 0 <= specslot <= 999 and 0 <= ifuid <= 999
+                and type(x) is type(y) is type(ifurot) is type(platesc) is float
+                and -_INF < x < _INF and -_INF < y < _INF
+                and -_INF < ifurot < _INF and -_INF < platesc < _INF):
             self._check()
 
     def _check(self):
@@ -121,6 +133,9 @@ class Row:
             if not math.isfinite(value):
                 raise ValueError(f"Row.{name} must be finite, not {value!r}")
 
+
+(_set_ifuslot, _set_x, _set_y, _set_specid, _set_specslot, _set_ifuid, _set_ifurot, _set_platesc,
+ _set_active) = (Row.__dict__[f.name].__set__ for f in dataclass_fields(Row))
 
 REFERENCE_ROW = Row(0, 0.0, 0.0, 900, 900, 900, 0.0, 1.0, True)
 
