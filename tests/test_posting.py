@@ -970,6 +970,33 @@ def test_update_is_committed_by_the_writer(site, app):
     assert site.spool_contents()["new"] == []
 
 
+def test_the_store_decides_over_a_stale_receipt(site, app):
+    """A writer killed after committing and moving the file on, before removing the
+    update's receipt: the update is committed, not queued, and the next writer to
+    start removes the receipt."""
+    from writer.loop import Writer
+    form = site.form(update())
+    uid = post(app, form).headers["X-FPlane-Update"]
+    config = load_config(site.config)
+    writer = Writer(config, make_logger(config, "writer"))
+    try:
+        assert writer.run_once() == 1
+    finally:
+        writer.close()
+    receipt = site.spool / "ids" / uid
+    assert not receipt.exists()
+    receipt.touch()   # as if the writer had died before removing it
+
+    assert app.get(f"/updates/{uid}?format=json").json["state"] == "committed"
+    assert f"update {uid} was already received (committed)" in first_line(post(app, form))
+    writer = Writer(config, make_logger(config, "writer"))
+    try:
+        writer.run(once=True)
+    finally:
+        writer.close()
+    assert not receipt.exists()
+
+
 def test_a_rejected_update_posted_again_is_102_not_accepted(site, app):
     from writer.loop import Writer
     half_off = status_from_rows([r for r in CURRENT if r.ifuslot not in ACTIVE[: len(ACTIVE) // 2 + 1]],

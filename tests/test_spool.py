@@ -213,6 +213,52 @@ def test_is_queued_in_new_and_cur_not_after_finish(spool):
     assert not spool.is_queued(update_id("other", CHECKSUM))
 
 
+def test_a_receipt_stands_exactly_while_the_update_is_in_new_or_cur(spool):
+    kept, failed = distinct(2)
+    for update in (kept, failed):
+        spool.enqueue(update)
+    assert names(spool.ids) == sorted([kept.update_id, failed.update_id])
+    spool.finish(spool.claim(kept.name))
+    spool.give_up(spool.claim(failed.name), "bad")
+    assert names(spool.ids) == []
+
+
+def test_a_spool_from_before_receipts_gets_them(spool):
+    shutil.rmtree(spool.ids)
+    update = make_update()
+    spool.enqueue(update)
+    assert spool.is_queued(update.update_id)
+
+
+def test_no_receipt_for_an_update_that_could_not_be_spooled(spool):
+    shutil.rmtree(spool.new)
+    update = make_update()
+    with pytest.raises(OSError):
+        spool.enqueue(update)
+    assert not spool.is_queued(update.update_id)
+    assert names(spool.tmp) == []
+
+
+def test_put_receipts_right_after_a_crash_or_a_hand_move(spool):
+    """A writer killed between moving a file on and removing its receipt leaves a stale
+    one; a file moved by hand from failed/ back to new/, or left by a lost receipt,
+    has none. The writer puts both right when it starts."""
+    stale, moved, claimed = distinct(3)
+    for update in (stale, moved, claimed):
+        spool.enqueue(update)
+    os.rename(spool.new / stale.name, spool.done / stale.name)      # receipt left behind
+    (spool.ids / moved.update_id).unlink()                           # receipt lost
+    spool.claim(claimed.name)
+    (spool.ids / claimed.update_id).unlink()                         # ... also in cur/
+    (spool.ids / "not-an-update").touch()
+
+    spool.put_receipts_right()
+
+    assert names(spool.ids) == sorted([moved.update_id, claimed.update_id])
+    assert not spool.is_queued(stale.update_id)
+    assert spool.is_queued(moved.update_id) and spool.is_queued(claimed.update_id)
+
+
 def test_backlog_counts_new_and_cur(spool):
     updates = distinct(3)
     for u in updates:

@@ -192,6 +192,10 @@ class Writer:
 
     def run(self, once: bool = False) -> None:
         """Until stopped (or, with ``once``, until nothing is left to do)."""
+        try:
+            self.spool.put_receipts_right()   # a writer that died may have left them wrong
+        except OSError as err:
+            self.log.warning("spool: cannot put the receipts in %s right: %s", self.spool.ids, err)
         while not self.stopping:
             self._set_state("working")
             finished = self.run_once()

@@ -154,14 +154,18 @@ class UpdateReceiver:
     def locate(self, store: Store, uid: str) -> Whereabouts | None:
         """Where update ``uid`` is, None if it was never received (or its file is gone).
 
-        Files move new/ -> cur/ -> done/ or failed/, and the writer records an update in
-        the store before it moves its file on: looking in that same order (spool, then
-        store, then failed/) cannot miss an update that moves while we look."""
-        if self.spool.is_queued(uid):
-            return Whereabouts("queued")
+        An update's receipt (wsgi/spool.py) stands while its file is in new/ or cur/ and
+        is removed after the writer has recorded it in the store (or moved it to
+        failed/): looking at the receipt first, then the store, then failed/, cannot
+        miss an update that moves on while we look. The store decides over the receipt,
+        which outlives the file for a moment; a receipt means queued even with an older
+        copy in failed/, which is what posting a failed update again does."""
+        queued = self.spool.is_queued(uid)
         record = store.update_by_id(uid)
         if record is not None:
             return Whereabouts(record.state, record, record.reason)
+        if queued:
+            return Whereabouts("queued")
         reason = self.spool.failure_reason(uid)
         if reason is not None:
             return Whereabouts("failed", reason=reason)

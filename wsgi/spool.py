@@ -4,7 +4,13 @@
     new/     then renames it here and fsyncs the directory: only then is 100 answered;
     cur/     the writer claims a file by renaming it here, the attempt number in its name;
     done/    committed (or found already committed): the raw request, kept;
-    failed/  given up after [Writer] max_attempts, with a ``.reason`` file beside it.
+    failed/  given up after [Writer] max_attempts, with a ``.reason`` file beside it;
+    ids/     an empty file named by the update id for each update in new/ or cur/: the
+             web app asks "is this update queued?" with one stat instead of listing a
+             backlog that may be thousands long. Made once the file is safely in new/,
+             removed after it has left cur/; a hint (not fsynced), so the store decides
+             over it, the writer puts the receipts right when it starts, and a missing
+             one costs at most a second copy of an update, which the writer skips.
 
 File names start with the receiving time in microseconds, so a sorted listing is FIFO:
 ``<received_at:016d>.<update_id>`` (in cur/ ``...:<attempt>``).
@@ -30,7 +36,7 @@ from pathlib import Path
 
 from wsgi.files import fsync_directory
 
-SUBDIRECTORIES = ("tmp", "new", "cur", "done", "failed")
+SUBDIRECTORIES = ("tmp", "new", "cur", "done", "failed", "ids")
 KINDS = ("config", "positions")
 
 _UPDATE_ID = re.compile(r"[0-9a-f]{20}")
@@ -98,17 +104,19 @@ class Claimed:
 class Spool:
     def __init__(self, root: Path):
         self.root = Path(root)
-        self.tmp, self.new, self.cur, self.done, self.failed = (
+        self.tmp, self.new, self.cur, self.done, self.failed, self.ids = (
             self.root / d for d in SUBDIRECTORIES)
 
     def create(self) -> None:
-        for directory in (self.root, self.tmp, self.new, self.cur, self.done, self.failed):
+        for directory in (self.root, self.tmp, self.new, self.cur, self.done, self.failed,
+                          self.ids):
             directory.mkdir(mode=0o750, parents=True, exist_ok=True)
 
     def problems(self) -> list[str]:
         """What keeps the spool from working (for errors and fplane-admin verify)."""
         return [f"spool directory {d.name}/ is missing (fplane-admin init makes it)"
-                for d in (self.tmp, self.new, self.cur, self.done, self.failed) if not d.is_dir()]
+                for d in (self.tmp, self.new, self.cur, self.done, self.failed, self.ids)
+                if not d.is_dir()]
 
     # -- the web app's side ---------------------------------------------------------
 
@@ -129,14 +137,35 @@ class Spool:
             temporary.unlink(missing_ok=True)
             raise
         fsync_directory(self.new)
+        # Only now, with the file safely in new/: a receipt must never stand for an update
+        # that is not there, or a repeated post would be answered "queued" for nothing.
+        self._make_receipt(update.update_id)
         return target
 
+    def _make_receipt(self, update_id: str) -> None:
+        try:
+            self.ids.mkdir(mode=0o750, exist_ok=True)   # a spool from before receipts
+            _touch(self.ids / update_id)
+        except OSError:
+            pass   # a hint only: without it a repeated post spools a copy the writer skips
+
     def is_queued(self, update_id: str) -> bool:
-        """True while the update waits in new/ or is being committed from cur/. Looking in
-        new/ first, then cur/, follows the files' one direction of travel, so a file
-        renamed while we look is still seen."""
-        return any(_id_of(name) == update_id
-                   for directory in (self.new, self.cur) for name in _names(directory))
+        """True while the update waits in new/ or is being committed from cur/ (its
+        receipt in ids/ is there), and for a moment after the writer has finished it:
+        ask the store after this, as UpdateReceiver.locate does."""
+        return os.path.exists(self.ids / update_id)
+
+    def put_receipts_right(self) -> None:
+        """One receipt for each update in new/ or cur/ and none for any other: after a
+        crash, a file moved by hand, or a spool from before there were receipts (the
+        writer calls this when it starts)."""
+        self.ids.mkdir(mode=0o750, exist_ok=True)
+        queued = {_id_of(name) for directory in (self.new, self.cur)
+                  for name in _names(directory)} - {None}
+        for stale in set(_names(self.ids)) - queued:
+            (self.ids / stale).unlink(missing_ok=True)
+        for missing in queued - set(_names(self.ids)):
+            self._make_receipt(missing)
 
     def failure_reason(self, update_id: str) -> str | None:
         """Why the writer gave up on the update, or None if it is not in failed/."""
@@ -194,18 +223,27 @@ class Spool:
     def finish(self, claimed: Claimed) -> None:
         """The update is in the store: keep the raw request in done/."""
         os.rename(claimed.path, self.done / claimed.name)
+        self._drop_receipt(claimed)
 
     def give_up(self, claimed: Claimed, reason: str) -> None:
         """Move aside for good, with its reason, so one bad file cannot block the spool."""
         reason_file = self.failed / (claimed.name + REASON_SUFFIX)
         reason_file.write_text(reason.rstrip("\n") + "\n", "utf-8")
         os.rename(claimed.path, self.failed / claimed.name)
+        self._drop_receipt(claimed)
+
+    def _drop_receipt(self, claimed: Claimed) -> None:
+        (self.ids / _id_of(claimed.name)).unlink(missing_ok=True)
         fsync_directory(self.failed)
 
 
 def _id_of(name: str) -> str | None:
     match = _NAME.match(name)
     return match["update_id"] if match else None
+
+
+def _touch(path: Path) -> None:
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o640))
 
 
 def _names(directory: Path):
