@@ -5,7 +5,9 @@ writer drain rate (updates committed per second from a backlog of 2,000). Target
 under 50 ms; drain at least 200 updates/s."
 
 1. POST accept latency. The real service: examples/uwsgi.ini under uWSGI (4 workers, HTTP
-   router, fplane-writer attached and committing while the posts arrive), a store made by
+   router, fplane-writer attached at nice 10: it commits with what CPU the workers leave,
+   so little during the closed-loop burst, which keeps the 2 cores busy, and alongside the
+   posts in the paced run; "nothing lost" below waits for it), a store made by
    fplane-admin init + import, one station made by fplane-admin add-station. 16 client
    threads post distinct valid hardware statuses (http.client, one connection per post:
    the ini has no keep-alive, so the router closes every connection anyway), each to its
