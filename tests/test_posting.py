@@ -948,16 +948,26 @@ def test_posted_update_is_queued(site, app):
     assert as_json.json == {"code": 100, "update_id": uid, "state": "queued"}
 
 
-def test_update_is_committed_by_the_writer(site, app):
+def run_writer(site, whole_loop: bool = False) -> int:
+    """The real writer on the site's spool and store: one pass (run_once: how many it
+    finished), or its whole loop until idle (run(once=True), which puts the spool's
+    receipts right first)."""
     from writer.loop import Writer
-    form = site.form(update())
-    uid = post(app, form).headers["X-FPlane-Update"]
     config = load_config(site.config)
     writer = Writer(config, make_logger(config, "writer"))
     try:
-        assert writer.run_once() == 1
+        if whole_loop:
+            writer.run(once=True)
+            return sum(writer.counts.values())
+        return writer.run_once()
     finally:
         writer.close()
+
+
+def test_update_is_committed_by_the_writer(site, app):
+    form = site.form(update())
+    uid = post(app, form).headers["X-FPlane-Update"]
+    assert run_writer(site) == 1
     state = app.get(f"/updates/{uid}?format=json").json
     assert state["state"] == "committed" and state["station"] == "tcs"
     served = app.get("/fplane/latest")
@@ -974,41 +984,25 @@ def test_the_store_decides_over_a_stale_receipt(site, app):
     """A writer killed after committing and moving the file on, before removing the
     update's receipt: the update is committed, not queued, and the next writer to
     start removes the receipt."""
-    from writer.loop import Writer
     form = site.form(update())
     uid = post(app, form).headers["X-FPlane-Update"]
-    config = load_config(site.config)
-    writer = Writer(config, make_logger(config, "writer"))
-    try:
-        assert writer.run_once() == 1
-    finally:
-        writer.close()
+    assert run_writer(site) == 1
     receipt = site.spool / "ids" / uid
     assert not receipt.exists()
     receipt.touch()   # as if the writer had died before removing it
 
     assert app.get(f"/updates/{uid}?format=json").json["state"] == "committed"
     assert f"update {uid} was already received (committed)" in first_line(post(app, form))
-    writer = Writer(config, make_logger(config, "writer"))
-    try:
-        writer.run(once=True)
-    finally:
-        writer.close()
+    run_writer(site, whole_loop=True)
     assert not receipt.exists()
 
 
 def test_a_rejected_update_posted_again_is_102_not_accepted(site, app):
-    from writer.loop import Writer
     half_off = status_from_rows([r for r in CURRENT if r.ifuslot not in ACTIVE[: len(ACTIVE) // 2 + 1]],
                                 stamp())
     form = site.form(update(half_off))
     uid = post(app, form).headers["X-FPlane-Update"]
-    config = load_config(site.config)
-    writer = Writer(config, make_logger(config, "writer"))
-    try:
-        writer.run_once()
-    finally:
-        writer.close()
+    run_writer(site)
     assert post(app, form).headers["X-FPlane-Code"] == "103"   # still held: the same answer
     status, _, err = run_admin(site.config, "reject", uid, "--reason", "bad status")
     assert status == 0, err
