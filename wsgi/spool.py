@@ -230,11 +230,11 @@ class Spool:
         reason_file = self.failed / (claimed.name + REASON_SUFFIX)
         reason_file.write_text(reason.rstrip("\n") + "\n", "utf-8")
         os.rename(claimed.path, self.failed / claimed.name)
+        fsync_directory(self.failed)
         self._drop_receipt(claimed)
 
     def _drop_receipt(self, claimed: Claimed) -> None:
         (self.ids / _id_of(claimed.name)).unlink(missing_ok=True)
-        fsync_directory(self.failed)
 
 
 def _id_of(name: str) -> str | None:
