@@ -162,9 +162,10 @@ class Spool:
         self.ids.mkdir(mode=0o750, exist_ok=True)
         queued = {_id_of(name) for directory in (self.new, self.cur)
                   for name in _names(directory)} - {None}
-        for stale in set(_names(self.ids)) - queued:
+        receipts = set(_names(self.ids))
+        for stale in receipts - queued:
             (self.ids / stale).unlink(missing_ok=True)
-        for missing in queued - set(_names(self.ids)):
+        for missing in queued - receipts:
             self._make_receipt(missing)
 
     def failure_reason(self, update_id: str) -> str | None:
