@@ -1,6 +1,7 @@
 """The web app through WebTest: the very partial examples/application.wsgi builds, a real
 store made and filled by the real fplane-admin, real config.ini files in tmp_path."""
 
+import os
 import sqlite3
 from datetime import datetime, timezone
 from email.utils import formatdate
@@ -323,6 +324,22 @@ def test_every_request_is_logged(app, tmp_path):
     assert any("192.0.2.7 GET /fplane/20180707?full_fplane=0 100 200 " in line for line in lines)
     assert any("192.0.2.8 GET /fplane/garbage 301 400 " in line for line in lines)
     assert lines[-1].endswith("ms")
+
+
+def test_request_lines_name_the_process_that_answered_also_after_a_fork(app, tmp_path):
+    # The pid is looked up once a second: a child forked within the same second must not
+    # log under its parent's pid.
+    app.get("/fplane/20180707", extra_environ={"REMOTE_ADDR": "192.0.2.1"})
+    pid = os.fork()
+    if pid == 0:  # the child: never return into pytest
+        try:
+            app.get("/fplane/20180707", extra_environ={"REMOTE_ADDR": "192.0.2.2"})
+        finally:
+            os._exit(0)
+    os.waitpid(pid, 0)
+    lines = (tmp_path / "log" / "fplaneserver.log").read_text().splitlines()
+    by_client = {line.split()[4]: int(line.split()[2]) for line in lines if " INFO 192.0.2." in line}
+    assert by_client == {"192.0.2.1": os.getpid(), "192.0.2.2": pid}
 
 
 def test_index_explains_the_url(app):

@@ -136,3 +136,28 @@ def test_a_recreated_wal_index_is_mapped_anew(path):
     writer.close()
     assert worker.changed()
     assert not worker.changed()
+
+
+def test_a_forked_worker_keeps_the_answer_and_opens_its_own_connection_on_a_commit(path, committer):
+    """The header is compared before the connection is looked at: a child forked with the
+    parent's WorkerStore serves on while nothing changes, and never runs a statement on the
+    parent's connection (an SQLite connection must not cross a fork)."""
+    committer()
+    worker = WorkerStore(path)
+    assert worker.changed()
+    parents = worker.get()
+    pid = os.fork()
+    if pid == 0:  # the child: never return into pytest
+        status = 1
+        try:
+            assert not worker.changed()            # nothing committed: the parent's answer holds
+            execute(path, "INSERT INTO scratch (n) VALUES (1)")
+            assert worker.changed()
+            assert worker.get() is not parents     # its own connection
+            assert not worker.changed()
+            status = 0
+        finally:
+            os._exit(status)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert worker.get() is parents and worker.changed()   # the parent sees the child's commit

@@ -88,13 +88,16 @@ class WorkerStore:
 
         Unchanged wal-index header bytes mean no commit, without asking SQLite (wsgi/walwatch.py);
         any other answer is SQLite's data_version. The header is read before data_version,
-        so a commit between the two is seen again, never missed, at the next call."""
-        store = self.get()
+        so a commit between the two is seen again, never missed, at the next call.
+
+        The header is compared before get(): that answer touches no connection, so it holds
+        in a forked child too, and the cached GET makes no system call (get() asks getpid)."""
+        index = self._wal_index
+        if index is not None and index[:HEADER_BYTES] == self._wal_header:
+            return False
+        store = self.get()   # after a fork: reopened, header and data_version forgotten
         if self._wal_index is not None:
-            header = self._wal_index[:HEADER_BYTES]
-            if header == self._wal_header:
-                return False
-            self._wal_header = header
+            self._wal_header = self._wal_index[:HEADER_BYTES]
         version = store.data_version()
         changed, self._data_version = version != self._data_version, version
         return changed

@@ -13,6 +13,7 @@ import logging
 import os
 import sys
 import time
+import weakref
 
 
 FORMAT = "%(asctime)s %(process)d %(levelname)s %(message)s"
@@ -30,11 +31,19 @@ def make_logger(config, role: str) -> logging.Logger:
     return logger
 
 
+# Request logs to tell about an os.fork: the child's next line must name its own pid.
+# (uWSGI forks its workers in C, without these hooks; its master answers no request, so
+# a worker's first line is the first of its log and looks the pid up anyway.)
+_LIVE_LOGS: "weakref.WeakSet[RequestLog]" = weakref.WeakSet()
+os.register_at_fork(after_in_child=lambda: [log._new_process() for log in list(_LIVE_LOGS)])
+
+
 class RequestLog:
     """Appends one INFO line per request, formatted like make_logger's lines.
 
     O_APPEND makes each line a single atomic append, so the workers of one service can
     share the file without interleaving, and nothing is buffered to be lost in a crash.
+    The time stamp and the pid are looked up once a second, not once a line.
     """
 
     def __init__(self, config):
@@ -46,6 +55,8 @@ class RequestLog:
             self._fd = os.open(config.log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         self._second = None
         self._stamp = ""
+        self._pid = 0
+        _LIVE_LOGS.add(self)
 
     def request(self, environ, code: int, status: str, seconds: float) -> None:
         """The line of one answered request: client, method, path and query, X-FPlane-Code,
@@ -54,12 +65,16 @@ class RequestLog:
             return
         now = time.time()
         second = int(now)
-        if second != self._second:  # strftime once a second, not once a request
+        if second != self._second:  # strftime and getpid once a second, not once a request
             self._second = second
             self._stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(second))
+            self._pid = os.getpid()
         query = environ.get("QUERY_STRING")
         line = "%s,%03d %d INFO %s %s %s%s%s %d %.3s %.2fms\n" % (
-            self._stamp, (now - second) * 1000, os.getpid(), environ.get("REMOTE_ADDR", "-"),
+            self._stamp, (now - second) * 1000, self._pid, environ.get("REMOTE_ADDR", "-"),
             environ.get("REQUEST_METHOD"), environ.get("PATH_INFO", ""), "?" if query else "",
             query or "", code, status, seconds * 1000)
         os.write(self._fd, line.encode("utf-8", "backslashreplace"))
+
+    def _new_process(self) -> None:
+        self._second = None

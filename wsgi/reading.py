@@ -88,7 +88,10 @@ class FplaneReader:
 
     @staticmethod
     def response_key(environ):
-        return (environ.get("PATH_INFO"), environ.get("QUERY_STRING"), wants_json(environ))
+        # Everything the answer depends on besides the store: the path, the query, and
+        # the Accept header (text or JSON), taken raw: the same header always means the
+        # same choice, and nothing has to be worked out to look the answer up.
+        return (environ.get("PATH_INFO"), environ.get("QUERY_STRING"), environ.get("HTTP_ACCEPT"))
 
     def cached_response(self, environ) -> Prepared | None:
         return self._responses.get(self.response_key(environ))

@@ -85,7 +85,8 @@ class Prepared:
         """Answer 304 when the client's copy is current, the body unless HEAD.
 
         Returns (the status line sent, the WSGI body)."""
-        if self.etag and self._not_modified(environ):
+        if self.etag and ("HTTP_IF_NONE_MATCH" in environ or "HTTP_IF_MODIFIED_SINCE" in environ) \
+                and self._not_modified(environ):
             start_response("304 Not Modified", self.not_modified_headers)
             return "304 Not Modified", [b""]
         start_response(self.status, self.headers)
