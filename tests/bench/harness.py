@@ -11,6 +11,7 @@ import shutil
 import signal
 import statistics
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import REPO, free_port, uwsgi_binary
+from tests.support import REPO, free_port, init_store, uwsgi_binary, write_config
 
 UWSGI_INI = REPO / "examples" / "uwsgi.ini"
 BENCH_DIR = Path(__file__).resolve().parent
@@ -33,6 +34,22 @@ def wrk_binary() -> str:
     if found is None:
         pytest.fail("wrk (the HTTP load generator) is not installed: apt-get install wrk")
     return found
+
+
+def server_env(config: Path) -> dict:
+    """FPLANE_CONFIG, and the venv's bin/ first on PATH, as `make run` does, so that the
+    ini's attached daemon finds fplane-writer and runs it (a missing one would be respawned
+    over and over, taking CPU from the server being measured)."""
+    return {"FPLANE_CONFIG": str(config),
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+
+
+def check_server_log(server: "Server") -> None:
+    """No crash, no harakiri, and the attached writer ran without being respawned."""
+    text = server.log.read_text(errors="replace")
+    for bad in ("DAMN", "Traceback", "HARAKIRI", "segmentation", "[uwsgi-daemons] throttling",
+                "[uwsgi-daemons] respawning"):
+        assert bad not in text, f"uWSGI {server.name}: {bad!r} in {server.log}"
 
 
 def trivial_ini(directory: Path) -> Path:
@@ -51,6 +68,18 @@ def trivial_ini(directory: Path) -> Path:
     path = directory / "uwsgi-trivial.ini"
     path.write_text("".join(copy))
     return path
+
+
+def trivial_server(name: str, directory: Path, body_size: int) -> "Server":
+    """The trivial app (trivial_ini) answering ``body_size`` bytes. Its attached writer
+    idles on an empty store of its own, as the fplane server's writer does on its store:
+    both servers run the same processes."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "data").mkdir(exist_ok=True)
+    config = write_config(directory, General={"data_dir": "data"})
+    init_store(config)
+    return Server(name, trivial_ini(directory), directory,
+                  {**server_env(config), "FPLANE_BENCH_BODY_SIZE": str(body_size)})
 
 
 class Server:

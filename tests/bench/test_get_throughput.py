@@ -34,8 +34,8 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from tests.bench import harness
-from tests.bench.harness import (RANDOM_INSTANTS_LUA, UWSGI_INI, Server, combined_script,
-                                 run_wrk, summary, trivial_ini)
+from tests.bench.harness import (RANDOM_INSTANTS_LUA, UWSGI_INI, Server, check_server_log,
+                                 combined_script, run_wrk, server_env, summary, trivial_server)
 from tests.bench.store_builder import (BENCH_SPAN_HOURS, BENCH_START, build_store, cached_store,
                                        valid_from_us)
 from tests.support import REPO, run_admin, write_config
@@ -119,13 +119,11 @@ def stores(tmp_path_factory):
 def servers(stores, tmp_path_factory):
     """fplane-10, fplane-100k (examples/uwsgi.ini) and a trivial server per fplane body size."""
     workdir = tmp_path_factory.mktemp("bench_servers")
-    ini = trivial_ini(workdir)
     with ExitStack() as stack:
         running = {}
         for n in (SMALL, BIG):
             config, _ = stores[n]
-            server = Server(f"fplane-{_label(n)}", UWSGI_INI, config.parent,
-                            {"FPLANE_CONFIG": str(config)})
+            server = Server(f"fplane-{_label(n)}", UWSGI_INI, config.parent, server_env(config))
             stack.callback(server.stop)
             running[f"fplane-{_label(n)}"] = server.start()
         sizes = {}
@@ -136,15 +134,14 @@ def servers(stores, tmp_path_factory):
             sizes[n] = len(body)
         RESULTS["body_bytes"] = {_label(n): s for n, s in sizes.items()}
         for n in (SMALL, BIG):
-            server = Server(f"trivial-{_label(n)}", ini, workdir,
-                            {"FPLANE_BENCH_BODY_SIZE": str(sizes[n])})
+            server = trivial_server(f"trivial-{_label(n)}", workdir / f"trivial-{_label(n)}", sizes[n])
             stack.callback(server.stop)
             running[f"trivial-{_label(n)}"] = server.start()
             status, headers, body = server.get(FIXED_URL)
             assert status == 200 and len(body) == sizes[n] == int(headers["Content-Length"])
         yield running
         for server in running.values():
-            _check_server_log(server)
+            check_server_log(server)
 
 
 @pytest.fixture(scope="module")
@@ -261,12 +258,6 @@ def _sanity_check_big(big) -> None:
     finally:
         store.close()
         db.close()
-
-
-def _check_server_log(server) -> None:
-    text = server.log.read_text(errors="replace")
-    for bad in ("DAMN", "Traceback", "HARAKIRI", "segmentation"):
-        assert bad not in text, f"uWSGI {server.name}: {bad!r} in {server.log}"
 
 
 def _cpus():

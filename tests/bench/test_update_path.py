@@ -65,7 +65,7 @@ from pathlib import Path
 import pytest
 
 from tests.bench import harness
-from tests.bench.harness import UWSGI_INI, Server, trivial_ini
+from tests.bench.harness import UWSGI_INI, Server, check_server_log, server_env, trivial_server
 from tests.fplane_samples import make_rows, status_from_rows
 from tests.support import REPO, add_station, import_rows, init_store, write_config
 from wsgi import dates
@@ -331,17 +331,6 @@ def check_answers(run: dict, items: list[dict]) -> None:
     assert len(set(answered_uid_of_n.values())) == len(answered_uid_of_n), "an update id twice"
 
 
-def server_env(config: Path) -> dict:
-    # The venv's bin/ first on PATH, as `make run` does, so the attached daemon finds
-    # fplane-writer.
-    return {"FPLANE_CONFIG": str(config), "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
-
-
-def _check_server_log(server: Server) -> None:
-    text = server.log.read_text(errors="replace")
-    for bad in ("DAMN", "Traceback", "HARAKIRI", "segmentation"):
-        assert bad not in text, f"uWSGI {server.name}: {bad!r} in {server.log}"
-
 
 # -- 1. POST accept latency ------------------------------------------------------------------
 
@@ -448,13 +437,12 @@ def test_post_accept_latency(tmp_path):
         }
     finally:
         server.stop()
-    _check_server_log(server)
+    check_server_log(server)
 
     # The floor: the same client and bodies against the trivial app (same uWSGI settings,
     # an answer of the size of the fplane app's 100 answers).
     answer_bytes = int(statistics.median(r["bytes"] for r in run["results"]))
-    trivial = Server("trivial", trivial_ini(tmp_path), tmp_path,
-                     {"FPLANE_BENCH_BODY_SIZE": str(answer_bytes)})
+    trivial = trivial_server("trivial", tmp_path / "trivial", answer_bytes)
     try:
         trivial.start()
         post_all(trivial.port, measured_items[:200])            # its warm-up
