@@ -32,8 +32,8 @@ def make_logger(config, role: str) -> logging.Logger:
 
 
 # Request logs to tell about an os.fork: the child's next line must name its own pid.
-# (uWSGI forks its workers in C, without these hooks; its master answers no request, so
-# a worker's first line is the first of its log and looks the pid up anyway.)
+# (uWSGI forks its workers in C, without these hooks; but its master never logs a request,
+# so each worker looks its own pid up at its first line.)
 _LIVE_LOGS: "weakref.WeakSet[RequestLog]" = weakref.WeakSet()
 os.register_at_fork(after_in_child=lambda: [log._new_process() for log in list(_LIVE_LOGS)])
 
