@@ -16,7 +16,8 @@ round; the figure is the median of the per-round ratios, min and max shown):
      lookup, the row fetch and the rendering: 100k against 10: >= 0.90.
 
 Every server is examples/uwsgi.ini itself (FPLANE_CONFIG, FPLANE_PORT), the trivial one a copy
-differing in the wsgi-file line only. Figures go to stdout (pytest -s) and to
+differing in the wsgi-file line only; every server runs its attached writer (the trivial one's
+idles on an empty store of its own). Figures go to stdout (pytest -s) and to
 tests/artifacts/bench_get.json.
 
 Load: wrk -t1 -c16 -d3s on 127.0.0.1, see WRK below for why.
