@@ -171,8 +171,7 @@ def _seat(row: Row) -> str:
 def _seat_shape(row: Row, state: str, cx: float, cy: float) -> str:
     slot = f"{row.ifuslot:03d}"
     if state == "reference":
-        return (f'<path d="M{_n(cx - CROSS_HALF)} {_n(cy)}H{_n(cx + CROSS_HALF)}'
-                f'M{_n(cx)} {_n(cy - CROSS_HALF)}V{_n(cy + CROSS_HALF)}"/>')
+        return _cross(cx, cy)
     if state == "special":
         # Real special fibres sit a few arcsec apart: text would overlap, so the seat
         # is named in the title only.
@@ -188,6 +187,11 @@ def _seat_shape(row: Row, state: str, cx: float, cy: float) -> str:
         return square + _text("slot", cx, cy + 6, slot)
     return (square + _text("slot", cx, cy - 4, slot)
             + _text("ifu", cx, cy + 16, f"{row.ifuid:03d}"))
+
+
+def _cross(cx: float, cy: float) -> str:
+    return (f'<path d="M{_n(cx - CROSS_HALF)} {_n(cy)}H{_n(cx + CROSS_HALF)}'
+            f'M{_n(cx)} {_n(cy - CROSS_HALF)}V{_n(cy + CROSS_HALF)}"/>')
 
 
 def _rect(cx: float, cy: float, hx: float, hy: float) -> str:
@@ -255,8 +259,7 @@ def _legend(left: float, right: float, top: float, counts: dict[str, int]) -> st
 
 def _legend_swatch(state: str, cx: float, cy: float) -> str:
     if state == "reference":
-        return (f'<path d="M{_n(cx - CROSS_HALF)} {_n(cy)}H{_n(cx + CROSS_HALF)}'
-                f'M{_n(cx)} {_n(cy - CROSS_HALF)}V{_n(cy + CROSS_HALF)}"/>')
+        return _cross(cx, cy)
     if state == "special":
         return f'<circle cx="{_n(cx)}" cy="{_n(cy)}" r="4"/>'
     if state == "lrs2":
