@@ -179,23 +179,15 @@ def _param_ref(name: str) -> dict:
     return {"$ref": f"#/components/parameters/{name}"}
 
 
-def _date_in_path(name: str, example: str, meaning: str) -> dict:
+def _date_param(name: str, where: str, example: str, meaning: str) -> dict:
+    """A datestr parameter: required in the path; optional in the query, where empty means now."""
+    in_query = where == "query"
     return {
         "name": name,
-        "in": "path",
-        "required": True,
-        "description": f"{meaning}. Accepted forms: {dates.ACCEPTED_FORMS}",
-        "schema": {"$ref": "#/components/schemas/Datestr"},
-        "example": example,
-    }
-
-
-def _date_in_query(name: str, example: str, meaning: str) -> dict:
-    return {
-        "name": name,
-        "in": "query",
-        "required": False,
-        "description": f"{meaning}. Accepted forms: {dates.ACCEPTED_FORMS}; empty: now",
+        "in": where,
+        "required": not in_query,
+        "description": f"{meaning}. Accepted forms: {dates.ACCEPTED_FORMS}"
+                       + ("; empty: now" if in_query else ""),
         "schema": {"$ref": "#/components/schemas/Datestr"},
         "example": example,
     }
@@ -219,11 +211,11 @@ FULL_FPLANE = ("`1` the full file (inactive seats commented out), `0` the short 
 FORMAT = "`txt` or `json`; without it, `Accept: application/json` selects JSON"
 def _parameters() -> dict:
     return {
-        "datestr": _date_in_path("datestr", "20180707", "the instant; `latest` means now"),
+        "datestr": _date_param("datestr", "path", "20180707", "the instant; `latest` means now"),
         "actual_pos": _choice("actual_pos", ("0", "1"), "0", ACTUAL_POS),
         "full_fplane": _choice("full_fplane", ("1", "0"), "1", FULL_FPLANE),
-        "known_at": _date_in_query("known_at", "latest",
-                                   "answer as the store knew it at this instant (default: now)"),
+        "known_at": _date_param("known_at", "query", "latest",
+                                "answer as the store knew it at this instant (default: now)"),
         "format": _choice("format", ("txt", "json"), "txt", FORMAT),
     }
 
@@ -472,8 +464,8 @@ def _history_paths() -> dict:
     view = [_param_ref("actual_pos"), _param_ref("full_fplane")]
     fmt = _param_ref("format")
     page_params = [
-        _date_in_query("date", "20180707", "the instant shown (empty: now)"),
-        _date_in_query("compare", "20180601", "an instant to compare the shown one with"),
+        _date_param("date", "query", "20180707", "the instant shown (empty: now)"),
+        _date_param("compare", "query", "20180601", "an instant to compare the shown one with"),
         *view,
     ]
     # A bad date or an instant without a configuration still gets the page (with the
@@ -505,12 +497,12 @@ def _history_paths() -> dict:
             **_get_and_head("Map", "history", "the focal plane drawing at datestr", svg, view)},
         "/history": {
             **_get_and_head("History", "history", "the versions", history, [
-                _date_in_query("from", "20180601", "only versions valid from this instant on"),
-                _date_in_query("to", "20181231", "only versions valid from at most this instant"),
+                _date_param("from", "query", "20180601", "only versions valid from this instant on"),
+                _date_param("to", "query", "20181231", "only versions valid from at most this instant"),
                 fmt])},
         "/diff/{datestr1}/{datestr2}": {
-            "parameters": [_date_in_path("datestr1", "20180707", "the earlier instant"),
-                           _date_in_path("datestr2", "20180815", "the later instant")],
+            "parameters": [_date_param("datestr1", "path", "20180707", "the earlier instant"),
+                           _date_param("datestr2", "path", "20180815", "the later instant")],
             **_get_and_head("Diff", "history", "what changed between two instants", diff,
                             [_param_ref("actual_pos"), fmt])},
         "/ifu/{ifuid}": {
