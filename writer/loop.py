@@ -44,6 +44,8 @@ from writer.notify import Notifier
 
 LOCK_FILENAME = "writer.lock"
 HEARTBEAT_INTERVAL = 1.0   # seconds between heartbeats while busy
+# What the writer counts, in the heartbeat and in its closing summary
+OUTCOMES = ("committed", "unchanged", "held", "duplicates", "failed")
 
 
 class WriterBusy(Exception):
@@ -232,7 +234,7 @@ class Writer:
                 "started_at": dates.format_instant(datetime.fromtimestamp(self.started_at, timezone.utc)),
                 "state": self.state,
                 "backlog": self.spool.backlog(),
-                **{k: self.counts[k] for k in ("committed", "unchanged", "held", "duplicates", "failed")},
+                **{k: self.counts[k] for k in OUTCOMES},
             })
         except OSError as err:
             self.log.warning("cannot write the heartbeat: %s", err)
@@ -307,7 +309,7 @@ def main(argv=None) -> int:
 
 
 def _summary(counts: Counter) -> str:
-    return ", ".join(f"{counts[k]} {k}" for k in ("committed", "unchanged", "held", "duplicates", "failed"))
+    return ", ".join(f"{counts[k]} {k}" for k in OUTCOMES)
 
 
 if __name__ == "__main__":
