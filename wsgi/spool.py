@@ -5,12 +5,16 @@
     cur/     the writer claims a file by renaming it here, the attempt number in its name;
     done/    committed (or found already committed): the raw request, kept;
     failed/  given up after [Writer] max_attempts, with a ``.reason`` file beside it;
-    ids/     an empty file named by the update id for each update in new/ or cur/: the
+    ids/     a receipt named by the update id for each update in new/ or cur/: the
              web app asks "is this update queued?" with one stat instead of listing a
              backlog that may be thousands long. Made once the file is safely in new/,
              removed after it has left cur/; a hint (not fsynced), so the store decides
              over it, the writer puts the receipts right when it starts, and a missing
              one costs at most a second copy of an update, which the writer skips.
+             A receipt is a hard link to the spooled file, not a file of its own: removing
+             it frees no inode. On ext4 without a journal (common on VMs) every freed inode
+             is skipped for minutes by the next files created, so one freed per update
+             made each post slower the more updates had passed before it.
 
 File names start with the receiving time in microseconds, so a sorted listing is FIFO:
 ``<received_at:016d>.<update_id>`` (in cur/ ``...:<attempt>``).
@@ -25,12 +29,13 @@ A spooled update is a small JSON object (never pickle): who sent it, when, what
 (the ``data`` text exactly as posted) and what the web app decided about it.
 """
 
+import contextlib
 import hashlib
 import json
 import os
 import re
 import secrets
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from dataclasses import fields as dataclass_fields
 from pathlib import Path
 
@@ -74,7 +79,9 @@ class SpooledUpdate:
         return f"{self.received_at:016d}.{self.update_id}"
 
     def to_bytes(self) -> bytes:
-        return json.dumps(asdict(self), ensure_ascii=False, indent=1).encode("utf-8")
+        # Not dataclasses.asdict, which deep-copies every value: all fields are plain scalars.
+        fields = {name: getattr(self, name) for name in _FIELD_NAMES}
+        return json.dumps(fields, ensure_ascii=False, indent=1).encode("utf-8")
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> "SpooledUpdate":
@@ -93,6 +100,9 @@ class SpooledUpdate:
         return update
 
 
+_FIELD_NAMES = tuple(f.name for f in dataclass_fields(SpooledUpdate))
+
+
 @dataclass(frozen=True)
 class Claimed:
     """A file the writer has claimed: its path in cur/ and which attempt this is."""
@@ -106,6 +116,7 @@ class Spool:
         self.root = Path(root)
         self.tmp, self.new, self.cur, self.done, self.failed, self.ids = (
             self.root / d for d in SUBDIRECTORIES)
+        self._ids_made = False
 
     def create(self) -> None:
         for directory in (self.root, self.tmp, self.new, self.cur, self.done, self.failed,
@@ -139,15 +150,24 @@ class Spool:
         fsync_directory(self.new)
         # Only now, with the file safely in new/: a receipt must never stand for an update
         # that is not there, or a repeated post would be answered "queued" for nothing.
-        self._make_receipt(update.update_id)
+        self._make_receipt(update.update_id, target)
         return target
 
-    def _make_receipt(self, update_id: str) -> None:
+    def _make_receipt(self, update_id: str, spooled: Path) -> None:
+        # A hint only: without a receipt a repeated post spools a copy the writer skips.
+        receipt = self.ids / update_id
         try:
-            self.ids.mkdir(mode=0o750, exist_ok=True)   # a spool from before receipts
-            _touch(self.ids / update_id)
-        except OSError:
-            pass   # a hint only: without it a repeated post spools a copy the writer skips
+            if not self._ids_made:   # a spool from before receipts has no ids/
+                self.ids.mkdir(mode=0o750, exist_ok=True)
+                self._ids_made = True
+            os.link(spooled, receipt)
+        except FileExistsError:
+            pass   # a second copy of the update: one receipt stands for both
+        except FileNotFoundError:
+            pass   # the writer has already taken the update out of new/
+        except OSError:   # a file system without hard links: an empty file does as well
+            with contextlib.suppress(OSError):
+                os.close(os.open(receipt, os.O_WRONLY | os.O_CREAT, 0o640))
 
     def is_queued(self, update_id: str) -> bool:
         """True while the update waits in new/ or is being committed from cur/ (its
@@ -160,13 +180,14 @@ class Spool:
         crash, a file moved by hand, or a spool from before there were receipts (the
         writer calls this when it starts)."""
         self.ids.mkdir(mode=0o750, exist_ok=True)
-        queued = {_id_of(name) for directory in (self.new, self.cur)
-                  for name in _names(directory)} - {None}
+        queued = {_id_of(name): directory / name for directory in (self.new, self.cur)
+                  for name in _names(directory)}
+        queued.pop(None, None)
         receipts = set(_names(self.ids))
-        for stale in receipts - queued:
+        for stale in receipts - queued.keys():
             (self.ids / stale).unlink(missing_ok=True)
-        for missing in queued - receipts:
-            self._make_receipt(missing)
+        for missing in queued.keys() - receipts:
+            self._make_receipt(missing, queued[missing])
 
     def failure_reason(self, update_id: str) -> str | None:
         """Why the writer gave up on the update, or None if it is not in failed/."""
@@ -241,10 +262,6 @@ class Spool:
 def _id_of(name: str) -> str | None:
     match = _NAME.match(name)
     return match["update_id"] if match else None
-
-
-def _touch(path: Path) -> None:
-    os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o640))
 
 
 def _names(directory: Path):
