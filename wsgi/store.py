@@ -178,11 +178,12 @@ def content_hash(rows) -> str:
 
     Stored with every configuration, so its bytes must never change: one line per seat,
     "%03d %.3f %.3f %03d %03d %03d %.3f %.3f %d"."""
-    text = "".join(
-        "%03d %.3f %.3f %03d %03d %03d %.3f %.3f %d\n"
-        % (r.ifuslot, r.x, r.y, r.specid, r.specslot, r.ifuid, r.ifurot, r.platesc, r.active)
-        for r in sorted(rows, key=_seat))
-    return _sha256_without_negative_zeros(text)
+    return _sha256_without_negative_zeros("".join(map(_hash_line, sorted(rows, key=_seat))))
+
+
+_hash_line = fplane.remembered_per_row(
+    lambda r: "%03d %.3f %.3f %03d %03d %03d %.3f %.3f %d\n"
+              % (r.ifuslot, r.x, r.y, r.specid, r.specslot, r.ifuid, r.ifurot, r.platesc, r.active))
 
 
 def _sha256_without_negative_zeros(text: str) -> str:
