@@ -9,11 +9,11 @@ under 50 ms; drain at least 200 updates/s."
    so little during the closed-loop burst, which keeps the 2 cores busy, and alongside the
    posts in the paced run; "nothing lost" below waits for it), a store made by
    fplane-admin init + import, one station made by fplane-admin add-station. 16 client
-   threads post distinct valid hardware statuses (one connection per post, "Connection:
-   close": the ini has no keep-alive, so the router closes every connection anyway; the
-   request's bytes made beforehand and the answer read with plain sockets, see
-   _post_once), each to its own valid_from, POST /fplane/2018-07-01T00:00:00.<n>Z,
-   timestamp = now. Latency is client side, from connect to the last byte of the answer.
+   threads post distinct valid hardware statuses (one connection per post: the ini has no
+   keep-alive, so the router closes every connection anyway; the request's bytes made
+   beforehand and the answer read with plain sockets, see _post_once), each to its own
+   valid_from, POST /fplane/2018-07-01T00:00:00.<n>Z, timestamp = now. Latency is client
+   side, from connect to the last byte of the answer.
    - warm-up first, reported apart: each worker's first post runs scrypt on the password
      (tens of ms, by design); later ones hit the worker's verification cache. Rounds of
      16 concurrent posts until every worker's pid is in the request log.
@@ -83,6 +83,8 @@ POSTS = 2000
 SINGLE_POSTS = 200            # one poster alone, for comparison
 PACED_POSTS, PACED_RATE = 500, 50.0   # 16 posters, open loop at 50 posts/s, for comparison
 BACKLOG = 2000
+SETTLED_CREATE_US = 100.0     # creating a file on a settled file system: 20-50 µs here
+SETTLE_WAIT_S = 360
 STATION = "tcs"
 BASE_VALID_FROM = "2018-07-01T00:00:00"
 BIN = Path(sys.executable).parent
@@ -110,27 +112,42 @@ def report():
 def workdir():
     """A fresh directory for one benchmark, removed once it is over.
 
-    Not pytest's tmp_path: pytest deletes old sessions' directories when a session first
-    asks for one, thousands of files of earlier runs and test suites, just before the
+    Not pytest's tmp_path: pytest removes old sessions' directories (thousands of files of
+    earlier runs and test suites) when a session first asks for one, just before the
     measurements. On ext4 without a journal (this kind of machine) the inode allocator
-    then skips every inode freed in the last minute or so, one by one, for each file
-    created: a post, which creates its spool file, cost up to twice the CPU (see
-    wsgi/spool.py on receipts). The figures include the cost of a file creation measured
-    before the posts (file_create_us), to show what the file system was like."""
+    skips, one by one, every inode freed in the last minutes for each file it creates: a
+    post, which creates its spool file, then costs up to twice the CPU (see wsgi/spool.py
+    on receipts). Removing this directory at the end frees inodes too, so a run started
+    soon after another one first waits for the file system to settle
+    (wait_for_settled_file_system)."""
     path = Path(tempfile.mkdtemp(prefix="fplaneserver-bench-"))
     yield path
     shutil.rmtree(path, ignore_errors=True)
 
 
 def file_create_us(directory: Path, count: int = 200) -> float:
-    """CPU µs to create one empty file in a new directory beside ``directory``'s contents
-    (the files stay until the benchmark's directory goes)."""
-    probe = directory / "create-probe"
-    probe.mkdir()
+    """CPU µs to create one empty file, in a new directory in ``directory`` (the files
+    stay until the benchmark's directory goes: removing them would free inodes)."""
+    probe = Path(tempfile.mkdtemp(prefix="create-probe-", dir=directory))
     start = time.process_time()
     for i in range(count):
         os.close(os.open(probe / str(i), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640))
     return round((time.process_time() - start) / count * 1e6, 1)
+
+
+def wait_for_settled_file_system(directory: Path) -> dict:
+    """Wait (up to SETTLE_WAIT_S) until creating a file in ``directory`` costs less than
+    SETTLED_CREATE_US: after a previous run's directories were removed, each file created
+    for minutes costs up to ten times as much (see ``workdir``), which would be measured
+    as the service's. The service itself frees no inodes as it works."""
+    started, probes = time.monotonic(), []
+    while True:
+        probes.append(file_create_us(directory, 100))
+        waited = time.monotonic() - started
+        if probes[-1] < SETTLED_CREATE_US or waited > SETTLE_WAIT_S:
+            return {"waited_s": round(waited), "file_create_us": probes,
+                    "settled": probes[-1] < SETTLED_CREATE_US}
+        time.sleep(10)
 
 
 def _service_dir(base: Path) -> tuple[Path, str]:
@@ -171,7 +188,7 @@ def post_items(numbers, password: str, timestamp: str) -> list[dict]:
         path = f"/fplane/{valid_from_path(n)}"
         request = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                    f"Content-Type: application/x-www-form-urlencoded\r\nAccept: text/plain\r\n"
-                   f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode("ascii")
+                   f"Content-Length: {len(body)}\r\n\r\n").encode("ascii")
         items.append({"n": n, "path": path, "body": body, "request": request + body})
     return items
 
@@ -235,15 +252,26 @@ def post_all(port: int, items: list[dict], posters: int = POSTERS,
 
 def _post_once(port: int, request: bytes) -> bytes:
     """One post on a connection of its own: the request's bytes, made beforehand, then the
-    answer up to the server's close. A lean client on purpose: http.client parses every
-    answer's headers with the email package, which took a quarter of one of the machine's
-    two cores at 400 posts/s, CPU the server under test then lacked."""
+    answer up to the end of its body (Content-Length), as http.client reads it, without
+    its cost: http.client parses every answer's headers with the email package, a quarter
+    of one of the machine's two cores at 400 posts/s, CPU the server under test lacked."""
     with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
         sock.sendall(request)
-        chunks = []
+        answer = b""
         while chunk := sock.recv(65536):
-            chunks.append(chunk)
-    return b"".join(chunks)
+            answer += chunk
+            head, blank, body = answer.partition(b"\r\n\r\n")
+            if blank and len(body) >= _content_length(head):
+                break
+    return answer
+
+
+def _content_length(head: bytes) -> int:
+    match = _CONTENT_LENGTH.search(head)
+    return int(match[1]) if match else 1 << 62   # none: read to the end
+
+
+_CONTENT_LENGTH = re.compile(rb"(?im)^content-length:\s*(\d+)\s*$")
 
 
 def _parse_answer(answer: bytes) -> dict:
@@ -373,6 +401,7 @@ def check_answers(run: dict, items: list[dict]) -> None:
 # -- 1. POST accept latency ------------------------------------------------------------------
 
 def test_post_accept_latency(workdir):
+    settle = wait_for_settled_file_system(workdir)
     config, password = _service_dir(workdir)
     app_log = workdir / "log" / "fplaneserver.log"
     timestamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -388,6 +417,7 @@ def test_post_accept_latency(workdir):
     answered_uid_of_n.clear()
     section = RESULTS.setdefault("post", {"posters": POSTERS, "posts": POSTS,
                                           "connection": "one per post (no keep-alive)"})
+    section["file_system_settling"] = settle
 
     server = Server("fplane", UWSGI_INI, workdir, server_env(config))
     try:
@@ -661,9 +691,11 @@ def _table(results: dict) -> str:
             lines.append(f"  time in the app (request log): p50 {s['median']:.1f}, p90 {s['p90']:.1f},"
                          f" p99 {s['p99']:.1f}, max {s['max']:.1f} ms; posts per worker"
                          f" {m['posts_per_worker']}; machine busy {m['machine_busy_share_of_all_cores']:.0%}")
-            lines.append(f"  creating a file in the benchmark's directory just before: "
-                         f"{m['file_create_us_before']:.0f} µs CPU (a few tens when no inodes "
-                         f"were freed nearby in the last minutes)")
+            settle = post["file_system_settling"]
+            lines.append(f"  creating a file in the benchmark's directory: {m['file_create_us_before']:.0f}"
+                         f" µs CPU just before the posts; at the start {settle['file_create_us'][0]:.0f} µs,"
+                         f" waited {settle['waited_s']} s for < {SETTLED_CREATE_US:.0f} µs"
+                         + ("" if settle["settled"] else " IN VAIN: the figures above include slow creations"))
         if "warm_up" in post:
             w = post["warm_up"]
             lines.append(f"warm-up ({w['posts']} posts, {w['rounds']} round(s) of {post['posters']},"
