@@ -1,6 +1,7 @@
 """The HET/VIRUS focal plane ("fplane") file: domain model, importer and renderer.
 
-Pure functions, no I/O, no state besides constants.
+Pure functions, no I/O, no state besides constants and a bounded memo of rendered
+lines (remembered_per_row), which changes no result.
 
 The file has one row per seat of the IFU head mounting plate (IHMP)::
 
