@@ -29,7 +29,7 @@ from dataclasses import dataclass, replace
 
 from wsgi import fplane
 from wsgi.fplane import (GRID_SLOTS, LRS2_SLOTS, PLACEHOLDER_ID_MIN, POSITION_TOLERANCE,
-                         REFERENCE_ROW, REFERENCE_SLOT, Row, nominal_position)
+                         REFERENCE_ROW, REFERENCE_SLOT, Row)
 
 __all__ = ["Change", "KINDS", "diff_rows", "summary"]
 
@@ -153,7 +153,7 @@ class _Side:
             if r is not None and r.ifuid >= PLACEHOLDER_ID_MIN:
                 self.specials[s] = r
                 r = None
-            self.grid[s] = r if r is not None else _empty_row(s)
+            self.grid[s] = r if r is not None else fplane.empty_seat_row(s)
         # Served files always carry an active 000 row: the standard one when none is stored.
         self.specials[REFERENCE_SLOT] = replace(by_seat.get(REFERENCE_SLOT, REFERENCE_ROW),
                                                 active=True)
@@ -173,10 +173,6 @@ class _Side:
                 self.bundle_seats.setdefault(r.ifuid, []).append(s)
             if r.specid:
                 self.spectrograph_seats.setdefault(r.specid, []).append(s)
-
-
-def _empty_row(seat: int) -> Row:
-    return Row(seat, *nominal_position(seat), 0, 0, 0, 0.0, 1.0, False)
 
 
 def _is_empty(r: Row) -> bool:

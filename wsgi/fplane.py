@@ -37,7 +37,7 @@ __all__ = [
     "ROW_FORMAT", "POSITION_TOLERANCE", "PLACEHOLDER_ID_MIN",
     "nominal_position", "is_grid_slot", "parse_fplane", "render_fplane",
     "render_row", "canonical_order", "with_positions",
-    "render_header", "served_rows", "parse_static_rows",
+    "render_header", "served_rows", "parse_static_rows", "empty_seat_row",
 ]
 
 
@@ -232,6 +232,12 @@ _remembered_row = remembered_per_row(render_row)
 _EMPTY_SEAT_ROWS = {
     s: Row(s, *nominal_position(s), 0, 0, 0, 0.0, 1.0, False) for s in GRID_SLOTS}
 _REFERENCE_TEXT = " ".join(render_row(REFERENCE_ROW).split())  # for notes
+
+
+def empty_seat_row(seat: int) -> Row:
+    """The row of an empty grid seat: nominal position, ids 000, inactive (one shared
+    object per seat: rows are immutable)."""
+    return _EMPTY_SEAT_ROWS[seat]
 
 
 def _header_comment(text) -> str:

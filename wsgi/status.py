@@ -46,6 +46,7 @@ from wsgi.fplane import (
     VIRUS_SLOTS,
     Row,
     canonical_order,
+    empty_seat_row,
     nominal_position,
 )
 
@@ -556,11 +557,6 @@ def _seat_text(seat: int) -> str:
 # --------------------------------------------------------------------------
 # The new configuration
 
-@functools.cache   # Rows are immutable; every status has some 80 of these
-def _empty_row(seat: int) -> Row:
-    return Row(seat, *nominal_position(seat), 0, 0, 0, 0.0, 1.0, False)
-
-
 def _at_nominal(row: Row) -> Row:
     x, y = nominal_position(row.ifuslot)
     if (row.x, row.y) == (x, y):
@@ -588,7 +584,7 @@ def build_configuration(status: HardwareStatus, previous_rows: Iterable[Row] | N
     source = previous_rows or static_rows
     by_seat = {r.ifuslot: r for r in source}
 
-    rows: dict[int, Row] = {s: _empty_row(s) for s in GRID_SLOTS}
+    rows: dict[int, Row] = {s: empty_seat_row(s) for s in GRID_SLOTS}
     for s in LRS2_SLOTS:
         if s in by_seat:
             rows[s] = _at_nominal(by_seat[s])
