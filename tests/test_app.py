@@ -12,7 +12,7 @@ import pytest
 from tests.fplane_samples import make_rows, measured_positions, strict_fplane_parse, swap_ifus
 from tests.support import import_rows, init_store, run_admin, test_app, write_config
 from wsgi import app as wsgi_app
-from wsgi import fplane
+from wsgi import fplane, logs
 from wsgi.dates import night_label
 from wsgi.fplane import VIRUS_SLOTS, parse_fplane
 
@@ -324,6 +324,31 @@ def test_every_request_is_logged(app, tmp_path):
     assert any("192.0.2.7 GET /fplane/20180707?full_fplane=0 100 200 " in line for line in lines)
     assert any("192.0.2.8 GET /fplane/garbage 301 400 " in line for line in lines)
     assert lines[-1].endswith("ms")
+
+
+def test_request_lines_follow_each_answer_to_the_same_url(app, tmp_path):
+    # The method-to-status part of a line is remembered per distinct request: a repeated
+    # URL answered differently (a 304, a HEAD) must still be logged as it was answered.
+    url = "/fplane/20180707"
+    etag = app.get(url).headers["ETag"]
+    app.get(url, headers={"If-None-Match": etag}, status=304)
+    app.head(url)
+    long_query = "full_fplane=1&" + "x" * 3000   # longer than any line worth remembering
+    app.get(f"{url}?{long_query}")
+    lines = (tmp_path / "log" / "fplaneserver.log").read_text().splitlines()
+    # (WebTest sends no client address: "-")
+    assert [line.split(" INFO ")[1].rsplit(" ", 1)[0] for line in lines[-4:]] == [
+        "- GET /fplane/20180707 100 200", "- GET /fplane/20180707 100 304",
+        "- HEAD /fplane/20180707 100 200", f"- GET {url}?{long_query} 100 200"]
+
+
+def test_what_request_lines_remember_stays_bounded(app, tmp_path):
+    for i in range(logs.DESCRIBED_LIMIT + 5):
+        app.get(f"/nowhere/{i}", status=404)
+    service = wsgi_app.load_service(app.app.keywords["configfile"])
+    assert len(service.request_log._described) <= logs.DESCRIBED_LIMIT
+    last = (tmp_path / "log" / "fplaneserver.log").read_text().splitlines()[-1]
+    assert f" GET /nowhere/{logs.DESCRIBED_LIMIT + 4} 303 404 " in last
 
 
 def test_request_lines_name_the_process_that_answered_also_after_a_fork(app, tmp_path):

@@ -131,19 +131,31 @@ class RequestCounters:
         self._code_index: dict = {}
         self._status_index: dict = {}
         self._other_code = self._other_status = 0
+        self._fields: dict = {}           # (code, status line) -> the two counters to increment
         self._next_sample = 0.0
         _LIVE_COUNTERS.add(self)
 
     def record(self, code: int, status: str) -> None:
         """Count one response: its X-FPlane-Code and the status line actually sent."""
-        if self._base < 0:
-            self._claim_slot()
+        fields = self._fields.get((code, status))
+        if fields is None:
+            fields = self._fields_of(code, status)
         counts = self._counts
-        counts[self._code_index.get(code, self._other_code)] += 1
-        counts[self._status_index.get(status[:3], self._other_status)] += 1
+        counts[fields[0]] += 1
+        counts[fields[1]] += 1
         now = time.monotonic()
         if now >= self._next_sample:
             self._sample(now)
+
+    def _fields_of(self, code: int, status: str) -> tuple[int, int]:
+        """The two counters (code, status) of this process's slot that count such a
+        response; remembered, because a server sends few distinct pairs."""
+        if self._base < 0:
+            self._claim_slot()
+        fields = (self._code_index.get(code, self._other_code),
+                  self._status_index.get(status[:3], self._other_status))
+        self._fields[code, status] = fields
+        return fields
 
     def snapshot(self) -> Counts:
         if self._base >= 0:
@@ -207,6 +219,7 @@ class RequestCounters:
         self._other_code = base + _STATUSES_AT - 1
         self._other_status = base + SLOT_FIELDS - 1
         self._base = base
+        self._fields = {}
         self._next_sample = 0.0
 
     def _go_private(self) -> None:
@@ -229,6 +242,7 @@ class RequestCounters:
         # already, the slot its worker id would name is the parent's: the child counts alone.
         self._forked_from_recorder = self._base >= 0
         self._base = -1
+        self._fields = {}
 
 
 # -- the views ------------------------------------------------------------------------------

@@ -31,6 +31,12 @@ def make_logger(config, role: str) -> logging.Logger:
     return logger
 
 
+# RequestLog remembers the middle of a line ("GET /fplane/20180715?... 100 200") for up to
+# this many distinct requests (then it starts afresh), each at most this long: memory
+# stays bounded whatever URLs clients send, and a repeated request is formatted once.
+DESCRIBED_LIMIT = 1024
+DESCRIBED_LENGTH_LIMIT = 512
+
 # Request logs to tell about an os.fork: the child's next line must name its own pid.
 # (uWSGI forks its workers in C, without these hooks; but its master never logs a request,
 # so each worker looks its own pid up at its first line.)
@@ -55,26 +61,43 @@ class RequestLog:
             self._fd = os.open(config.log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         self._second = None
         self._stamp = ""
-        self._pid = 0
+        self._pid_info = ""
+        self._described: dict = {}
         _LIVE_LOGS.add(self)
 
     def request(self, environ, code: int, status: str, seconds: float) -> None:
         """The line of one answered request: client, method, path and query, X-FPlane-Code,
-        HTTP status and duration. Formatted in one go: this runs for every request."""
+        HTTP status and duration. This runs for every request, so nothing is worked out
+        again that a previous line already did: the time stamp and pid once a second, the
+        method-to-status middle once per distinct request."""
         if not self.enabled:
             return
         now = time.time()
         second = int(now)
-        if second != self._second:  # strftime and getpid once a second, not once a request
-            self._second = second
-            self._stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(second))
-            self._pid = os.getpid()
-        query = environ.get("QUERY_STRING")
-        line = "%s,%03d %d INFO %s %s %s%s%s %d %.3s %.2fms\n" % (
-            self._stamp, (now - second) * 1000, self._pid, environ.get("REMOTE_ADDR", "-"),
-            environ.get("REQUEST_METHOD"), environ.get("PATH_INFO", ""), "?" if query else "",
-            query or "", code, status, seconds * 1000)
+        if second != self._second:
+            self._new_second(second)
+        key = (environ.get("REQUEST_METHOD"), environ.get("PATH_INFO", ""),
+               environ.get("QUERY_STRING"), code, status)
+        what = self._described.get(key)
+        if what is None:
+            what = self._describe(key)
+        line = "%s,%03d%s%s %s %.2fms\n" % (self._stamp, (now - second) * 1000, self._pid_info,
+                                             environ.get("REMOTE_ADDR", "-"), what, seconds * 1000)
         os.write(self._fd, line.encode("utf-8", "backslashreplace"))
+
+    def _new_second(self, second: int) -> None:
+        self._second = second
+        self._stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(second))
+        self._pid_info = f" {os.getpid()} INFO "
+
+    def _describe(self, key) -> str:
+        method, path, query, code, status = key
+        what = f"{method} {path}{'?' if query else ''}{query or ''} {code} {status[:3]}"
+        if len(what) <= DESCRIBED_LENGTH_LIMIT:
+            if len(self._described) >= DESCRIBED_LIMIT:
+                self._described.clear()
+            self._described[key] = what
+        return what
 
     def _new_process(self) -> None:
         self._second = None
