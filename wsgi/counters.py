@@ -46,6 +46,9 @@ _CODES_AT = 6
 _STATUSES_AT = _CODES_AT + len(CODE_KEYS) + 1
 SLOT_FIELDS = _STATUSES_AT + len(STATUS_KEYS) + 1
 _FIELD_BYTES = 8
+# A code's or status's place among its slot's counters; the one after the last is "other".
+_CODE_PLACE = {code: i for i, code in enumerate(CODE_KEYS)}
+_STATUS_PLACE = {str(status): i for i, status in enumerate(STATUS_KEYS)}
 
 
 @dataclass(frozen=True)
@@ -128,9 +131,6 @@ class RequestCounters:
         self._counts = memoryview(self._map).cast("q")
         self._base = -1                   # this process's slot * SLOT_FIELDS; -1: not claimed
         self._forked_from_recorder = False
-        self._code_index: dict = {}
-        self._status_index: dict = {}
-        self._other_code = self._other_status = 0
         self._fields: dict = {}           # (code, status line) -> the two counters to increment
         self._next_sample = 0.0
         _LIVE_COUNTERS.add(self)
@@ -152,8 +152,9 @@ class RequestCounters:
         response; remembered, because a server sends few distinct pairs."""
         if self._base < 0:
             self._claim_slot()
-        fields = (self._code_index.get(code, self._other_code),
-                  self._status_index.get(status[:3], self._other_status))
+        base = self._base
+        fields = (base + _CODES_AT + _CODE_PLACE.get(code, len(CODE_KEYS)),
+                  base + _STATUSES_AT + _STATUS_PLACE.get(status[:3], len(STATUS_KEYS)))
         self._fields[code, status] = fields
         return fields
 
@@ -214,10 +215,6 @@ class RequestCounters:
         counts = self._counts
         counts[base + PID] = pid
         counts[base + PROCESSES] += 1
-        self._code_index = {code: base + _CODES_AT + i for i, code in enumerate(CODE_KEYS)}
-        self._status_index = {str(s): base + _STATUSES_AT + i for i, s in enumerate(STATUS_KEYS)}
-        self._other_code = base + _STATUSES_AT - 1
-        self._other_status = base + SLOT_FIELDS - 1
         self._base = base
         self._fields = {}
         self._next_sample = 0.0
