@@ -79,3 +79,21 @@ def test_counters_made_in_each_worker_say_they_are_per_worker():
     assert counts.requests == 1
 
 
+
+
+def test_a_code_or_status_without_a_counter_of_its_own_is_counted_as_other():
+    # Counted in its own worker's slot, not spilled into the next slot's counters.
+    mine = {"slot": None}
+    counters = RequestCounters(slots=3, worker_slot=lambda: mine["slot"])
+
+    def run():
+        mine["slot"] = 1
+        counters.record(999, "599 Something New")
+        counters.record(100, "200 OK")
+        counters.record(999, "599 Something New")
+
+    _reap([_fork(run)])
+    counts = counters.snapshot()
+    assert counts.by_code == {"100": 1, "other": 2}
+    assert counts.by_status == {"200": 1, "other": 2}
+    assert [(s.slot, s.requests) for s in counts.slots] == [(1, 3)]
