@@ -5,10 +5,8 @@ writer drain rate (updates committed per second from a backlog of 2,000). Target
 under 50 ms; drain at least 200 updates/s."
 
 1. POST accept latency. The real service: examples/uwsgi.ini under uWSGI (4 workers, HTTP
-   router, fplane-writer attached at nice 10: it commits with what CPU the workers leave,
-   so little during the closed-loop burst, which keeps the 2 cores busy, and alongside the
-   posts in the paced run; "nothing lost" below waits for it), a store made by
-   fplane-admin init + import, one station made by fplane-admin add-station. 16 client
+   router, fplane-writer attached at nice 10), a store made by fplane-admin init + import,
+   one station made by fplane-admin add-station, [Writer] sleep = WRITER_SLEEP. 16 client
    threads post distinct valid hardware statuses (one connection per post: the ini has no
    keep-alive, so the router closes every connection anyway; the request's bytes made
    beforehand and the answer read with plain sockets, see _post_once), each to its own
@@ -18,13 +16,23 @@ under 50 ms; drain at least 200 updates/s."
      (tens of ms, by design); later ones hit the worker's verification cache. Rounds of
      16 concurrent posts until every worker's pid is in the request log.
    - then POSTS measured posts, closed loop (each poster posts again as soon as it has
-     its answer): every answer must be HTTP 202 with X-FPlane-Code 100 and the update id
-     the client expects; median, p90, p99, max and posts/s; the target: p99 < 50 ms.
-     Also the time in the app (its request log), the CPU time of workers, router and
-     writer, the client's own CPU time (so a slow client would show) and the CPU the
-     rest of this shared machine used meanwhile (others' jobs disturb the figures).
+     its answer), twice, every answer HTTP 202 with X-FPlane-Code 100 and the update id the
+     client expects; median, p90, p99, max and posts/s, the time in the app (its request
+     log), the CPU time of workers, router and writer, the client's own CPU time (so a slow
+     client would show) and the CPU the rest of this shared machine used meanwhile
+     (others' jobs disturb the figures):
+     a. the web app alone: the writer stopped (SIGSTOP) for the burst, then let go
+        (SIGCONT) to drain it. What accepting costs, not asserted;
+     b. the service as it runs: the writer wakes within WRITER_SLEEP of the first post and
+        commits alongside the posts, as it does in any burst longer than its sleep. The
+        target, p99 < 50 ms, is asserted on this run. (The writer's priority does not keep
+        it out of the way: nice 10, nice 19 and SCHED_IDLE all commit most updates during
+        the burst, in the time the workers spend waiting for fsync, and each commit makes
+        the workers' next posts read the new version from the store. With the default 5 s
+        sleep a 4-second burst ran with the writer asleep or awake by chance: p99 44-60 ms
+        or 63-118 ms on this machine.)
    - for comparison, not asserted: the 16 posters open loop at PACED_RATE posts/s
-     offered, and one poster alone (no queueing at all).
+     offered, and one poster alone (no queueing at all), the writer awake.
    - the same client and the same bodies against the trivial app (tests/bench/
      trivial_app.py, same uWSGI settings, an answer of the same size) as the floor of what
      client, router and uWSGI cost.
@@ -53,6 +61,7 @@ import platform
 import re
 import resource
 import shutil
+import signal
 import socket
 import sqlite3
 import statistics
@@ -83,6 +92,7 @@ POSTS = 2000
 SINGLE_POSTS = 200            # one poster alone, for comparison
 PACED_POSTS, PACED_RATE = 500, 50.0   # 16 posters, open loop at 50 posts/s, for comparison
 BACKLOG = 2000
+WRITER_SLEEP = "0.5"          # [Writer] sleep of the measured service, seconds
 SETTLED_CREATE_US = 100.0     # creating a file on a settled file system: 20-50 µs here
 SETTLE_WAIT_S = 360
 STATION = "tcs"
@@ -150,9 +160,10 @@ def wait_for_settled_file_system(directory: Path) -> dict:
         time.sleep(10)
 
 
-def _service_dir(base: Path) -> tuple[Path, str]:
-    """config.ini, an initialised store with one imported version, a station: (config, password)."""
-    config = write_config(base)
+def _service_dir(base: Path, **sections) -> tuple[Path, str]:
+    """config.ini (``sections`` as for write_config), an initialised store with one imported
+    version, a station: (config, password)."""
+    config = write_config(base, **sections)
     init_store(config)
     import_rows(config, make_rows(), "20180601", "--comment", "bench base")
     return config, add_station(config, STATION, "config")
@@ -351,6 +362,31 @@ def process_tree_cpu(root_pid: int) -> dict[str, float]:
     return out
 
 
+def writer_pid(root_pid: int) -> int:
+    """The attached fplane-writer's pid (the process running the script itself, not the
+    shell uWSGI starts it with)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                argv = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if any(os.path.basename(arg) == b"fplane-writer" for arg in argv):
+                found.append(int(entry))
+    assert len(found) == 1 and root_pid in _ancestors(found[0]), found
+    return found[0]
+
+
+def _ancestors(pid: int) -> set[int]:
+    out = set()
+    while pid > 1:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        pid = int(stat[stat.rindex(")") + 2:].split()[1])
+        out.add(pid)
+    return out
+
+
 def worker_pids(root_pid: int) -> set[int]:
     pids = set()
     for entry in os.listdir("/proc"):
@@ -402,13 +438,15 @@ def check_answers(run: dict, items: list[dict]) -> None:
 
 def test_post_accept_latency(workdir):
     settle = wait_for_settled_file_system(workdir)
-    config, password = _service_dir(workdir)
+    config, password = _service_dir(workdir, Writer={"sleep": WRITER_SLEEP})
     app_log = workdir / "log" / "fplaneserver.log"
     timestamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     warm_budget = 5 * POSTERS                       # numbers 0 .. warm_budget-1: warm-up
     warm_items = post_items(range(warm_budget), password, timestamp)
-    measured_items = post_items(range(warm_budget, warm_budget + POSTS), password, timestamp)
+    alone_items = post_items(range(warm_budget, warm_budget + POSTS), password, timestamp)
     first = warm_budget + POSTS
+    measured_items = post_items(range(first, first + POSTS), password, timestamp)
+    first += POSTS
     paced_items = post_items(range(first, first + PACED_POSTS), password, timestamp)
     first += PACED_POSTS
     single_items = post_items(range(first, first + SINGLE_POSTS), password, timestamp)
@@ -453,37 +491,46 @@ def test_post_accept_latency(workdir):
                 or [0.0]),
         }
 
+        # a. The web app alone: the writer stopped for the burst, then let go to drain it.
+        writer = writer_pid(server.process.pid)
+        os.kill(writer, signal.SIGSTOP)
+        try:
+            alone = post_all(server.port, alone_items, server_pid=server.process.pid)
+        finally:
+            os.kill(writer, signal.SIGCONT)
+        check_answers(alone, alone_items)
+        section["web_app_alone"] = latency_figures(alone)
+        section["web_app_alone"].update(app_side(app_log, alone_items, workers))
+        assert alone["server_cpu_s"].get("writer", 0.0) < 0.02, "the writer ran while stopped"
+        wait_drained(spool, store_path, used + POSTS)
+
+        # b. The service as it runs: the writer commits alongside the posts.
         create_us = file_create_us(workdir)
+        burst_start = dates.to_micros(datetime.now(timezone.utc))
         run = post_all(server.port, measured_items, server_pid=server.process.pid)
+        burst_end = dates.to_micros(datetime.now(timezone.utc))
         last_answer = time.perf_counter()
         check_answers(run, measured_items)
         figures = latency_figures(run)
         figures["file_create_us_before"] = create_us
-        logged = request_log_posts(app_log)
-        server_ms = sorted(logged[i["n"]]["ms"] for i in measured_items)
-        assert len(server_ms) == POSTS
-        figures["server_side_ms"] = {"median": statistics.median(server_ms),
-                                     "p90": _percentile(server_ms, 90),
-                                     "p99": _percentile(server_ms, 99), "max": server_ms[-1]}
-        figures["posts_per_worker"] = sorted(
-            sum(1 for i in measured_items if logged[i["n"]]["pid"] == pid) for pid in workers)
+        figures.update(app_side(app_log, measured_items, workers))
+        figures["writer_commits_during_burst"] = _commits_between(store_path, burst_start, burst_end)
         section["measured"] = figures
 
         # Nothing lost: wait for the writer to drain, then every id answered is committed.
-        wait_drained(spool, store_path, used + POSTS)
+        wait_drained(spool, store_path, used + 2 * POSTS)
         drained = time.perf_counter()
-        pace = _writer_pace(store_path)       # warm-up and measured posts only, so far
 
         # For comparison: 16 posters at a fixed offered rate (open loop), then one poster
         # alone (no queueing), the writer idle at the start of each.
         paced = post_all(server.port, paced_items, server_pid=server.process.pid, rate=PACED_RATE)
         check_answers(paced, paced_items)
         section["paced"] = {"offered_posts_per_s": PACED_RATE, **latency_figures(paced)}
-        wait_drained(spool, store_path, used + POSTS + PACED_POSTS)
+        wait_drained(spool, store_path, used + 2 * POSTS + PACED_POSTS)
         single = post_all(server.port, single_items, posters=1, server_pid=server.process.pid)
         check_answers(single, single_items)
         section["single_poster"] = latency_figures(single)
-        all_items = warm_items[:used] + measured_items + paced_items + single_items
+        all_items = warm_items[:used] + alone_items + measured_items + paced_items + single_items
         wait_drained(spool, store_path, len(all_items))
 
         states = _update_states(store_path)
@@ -500,7 +547,6 @@ def test_post_accept_latency(workdir):
         section["nothing_lost"] = {
             "accepted": len(all_items), "committed": len(answered), "versions": versions,
             "drained_s_after_last_answer": round(drained - last_answer, 2),
-            "writer_pace_16_posters": pace,
         }
     finally:
         server.stop()
@@ -523,8 +569,21 @@ def test_post_accept_latency(workdir):
     m = section["measured"]
     section["met"] = m["p99_ms"] < P99_TARGET_MS
     assert m["p99_ms"] < P99_TARGET_MS, (
-        f"POST p99 {m['p99_ms']:.1f} ms >= {P99_TARGET_MS} ms (median {m['median_ms']:.1f} ms, "
-        f"{m['posts_per_s']:.0f} posts/s)")
+        f"POST p99 {m['p99_ms']:.1f} ms >= {P99_TARGET_MS} ms with the writer committing alongside "
+        f"(median {m['median_ms']:.1f} ms, {m['posts_per_s']:.0f} posts/s; the web app alone: "
+        f"p99 {section['web_app_alone']['p99_ms']:.1f} ms)")
+
+
+def app_side(app_log: Path, items: list[dict], workers: set[int]) -> dict:
+    """The posts' time in the app (request log) and how many each worker answered."""
+    logged = request_log_posts(app_log)
+    server_ms = sorted(logged[i["n"]]["ms"] for i in items)
+    assert len(server_ms) == len(items)
+    return {"server_side_ms": {"median": statistics.median(server_ms),
+                               "p90": _percentile(server_ms, 90),
+                               "p99": _percentile(server_ms, 99), "max": server_ms[-1]},
+            "posts_per_worker": sorted(sum(1 for i in items if logged[i["n"]]["pid"] == pid)
+                                       for pid in workers)}
 
 
 def wait_drained(spool: Spool, store_path: Path, expected: int, timeout: float = 120) -> None:
@@ -565,6 +624,16 @@ def _update_states(store_path: Path) -> dict[str, tuple[str, int]]:
     try:
         return {u: (s, v) for u, s, v in db.execute(
             "SELECT update_id, state, version_id FROM updates")}
+    finally:
+        db.close()
+
+
+def _commits_between(store_path: Path, start: int, end: int) -> int:
+    """Versions recorded between two instants (µs UTC)."""
+    db = _connect(store_path)
+    try:
+        return db.execute("SELECT count(*) FROM versions WHERE recorded_at BETWEEN ? AND ?",
+                          (start, end)).fetchone()[0]
     finally:
         db.close()
 
@@ -671,26 +740,32 @@ def _table(results: dict) -> str:
                     + f"{workers:.2f} + {rest:.2f}".rjust(20)
                     + (f"{others:>13.1f}" if others is not None else " " * 13))
 
+        if "web_app_alone" in post:
+            lines.append(row(f"{post['posters']} posters, writer stopped", post["web_app_alone"]))
         if "measured" in post:
-            lines.append(row(f"fplane, {post['posters']} posters", post["measured"]))
+            lines.append(row(f"{post['posters']} posters, writer on", post["measured"]))
         if "paced" in post:
-            lines.append(row(f"fplane, {post['posters']} at {post['paced']['offered_posts_per_s']:.0f}/s offered",
+            lines.append(row(f"{post['posters']} at {post['paced']['offered_posts_per_s']:.0f}/s offered, writer on",
                              post["paced"]))
         if "single_poster" in post:
-            lines.append(row("fplane, 1 poster", post["single_poster"]))
+            lines.append(row("1 poster, writer on", post["single_poster"]))
         if "trivial_baseline" in post:
             lines.append(row(f"trivial app, {post['posters']} posters", post["trivial_baseline"]))
         lines.append("  (server CPU: workers + router, master and writer; others: the rest of this"
                      " shared machine meanwhile)")
         if "measured" in post:
             m = post["measured"]
-            s = m["server_side_ms"]
             ok = "yes" if m["p99_ms"] < P99_TARGET_MS else "NO"
-            lines.append(f"  target p99 < {P99_TARGET_MS:.0f} ms with {post['posters']} posters:"
-                         f" {m['p99_ms']:.1f} ms -> met: {ok}")
-            lines.append(f"  time in the app (request log): p50 {s['median']:.1f}, p90 {s['p90']:.1f},"
-                         f" p99 {s['p99']:.1f}, max {s['max']:.1f} ms; posts per worker"
-                         f" {m['posts_per_worker']}; machine busy {m['machine_busy_share_of_all_cores']:.0%}")
+            lines.append(f"  target p99 < {P99_TARGET_MS:.0f} ms with {post['posters']} posters, the"
+                         f" writer on (it committed {m['writer_commits_during_burst']} of the"
+                         f" {m['posts']} during the burst): {m['p99_ms']:.1f} ms -> met: {ok}")
+            for label, f in (("writer stopped", post.get("web_app_alone")), ("writer on", m)):
+                if f:
+                    s = f["server_side_ms"]
+                    lines.append(f"  time in the app (request log), {label}: p50 {s['median']:.1f},"
+                                 f" p90 {s['p90']:.1f}, p99 {s['p99']:.1f}, max {s['max']:.1f} ms;"
+                                 f" posts per worker {f['posts_per_worker']}; machine busy"
+                                 f" {f['machine_busy_share_of_all_cores']:.0%}")
             settle = post["file_system_settling"]
             lines.append(f"  creating a file in the benchmark's directory: {m['file_create_us_before']:.0f}"
                          f" µs CPU just before the posts; at the start {settle['file_create_us'][0]:.0f} µs,"
@@ -705,11 +780,9 @@ def _table(results: dict) -> str:
                          + f" ms (scrypt + first use), the others {w['server_ms_later_posts_median']:.0f} ms")
         if "nothing_lost" in post:
             n = post["nothing_lost"]
-            p = n["writer_pace_16_posters"]
             lines.append(f"nothing lost: {n['committed']} of {n['accepted']} accepted updates committed"
                          f" ({n['versions']} versions); spool empty {n['drained_s_after_last_answer']:.1f} s"
-                         f" after the last of the {post['posters']}-poster answers; writer pace meanwhile"
-                         f" {p['per_s']:.0f} commits/s")
+                         f" after the last answer of the writer-on burst")
     drain = results.get("drain")
     if drain and "wall_s" in drain:
         p = drain["writer_pace"]
