@@ -948,6 +948,16 @@ def test_posted_update_is_queued(site, app):
     assert as_json.json == {"code": 100, "update_id": uid, "state": "queued"}
 
 
+def test_update_status_format_is_txt_or_json_as_everywhere_else(site, app):
+    uid = post(app, site.form(update())).headers["X-FPlane-Update"]
+    as_text = app.get(f"/updates/{uid}?format=txt", headers={"Accept": "application/json"})
+    assert as_text.content_type == "text/plain" and "state: queued" in as_text.text
+    for query in ("format=xml", "format=json&format=txt"):
+        response = app.get(f"/updates/{uid}?{query}", expect_errors=True)
+        assert response.status_int == 400 and response.headers["X-FPlane-Code"] == "306"
+        assert first_line(response).startswith("306 ") and "format" in first_line(response)
+
+
 def run_writer(site, whole_loop: bool = False) -> int:
     """The real writer on the site's spool and store: one pass (run_once: how many it
     finished), or its whole loop until idle (run(once=True), which puts the spool's

@@ -24,7 +24,7 @@ from wsgi.cors import CorsPolicy
 from wsgi.logs import RequestLog, make_logger
 from wsgi.openapi import openapi_json
 from wsgi.posting import UpdateReceiver
-from wsgi.reading import FplaneReader, parse_query
+from wsgi.reading import FplaneReader, json_asked, parse_query
 from wsgi.responses import JSON, TEXT, CodedError, Prepared, error_response, wants_json
 from wsgi.store import Store, StoreUnavailable
 from wsgi.views import HistoryViews
@@ -214,7 +214,7 @@ class Service:
         return self.receiver.receive(req.environ, self.store.get(), "positions", datestr or None)
 
     def update_status(self, req: Request, uid: str) -> Prepared:
-        return self.receiver.update_status(self.store.get(), uid, _error_wants_json(req.environ))
+        return self.receiver.update_status(self.store.get(), uid, json_asked(req))
 
     def index(self, req: Request) -> Prepared:
         # The page for people; the plain-text summary of the API for a terminal.

@@ -431,7 +431,7 @@ def _updates_paths() -> dict:
                          _text_or_json("UpdateStatus", "`100 OK`, then `key: value` lines"),
                          {"X-FPlane-Update": _header_ref("XFPlaneUpdate"),
                           "Cache-Control": _header_ref("CacheControl")}),
-        **_errors(codes.NOT_FOUND),
+        **_errors(codes.NOT_FOUND, codes.BAD_PARAMETER),
     }
     return {"/updates/{id}": {
         "parameters": [{"name": "id", "in": "path", "required": True,
@@ -439,10 +439,7 @@ def _updates_paths() -> dict:
                         "schema": {"type": "string", "pattern": "^[^/]+$"},
                         "example": "8443b7066d6d60f1d5b4"}],
         **_get_and_head("Update", "updates", "what became of a posted update", responses,
-                        [{"name": "format", "in": "query", "required": False,
-                          "description": "`json` for JSON, anything else text; without it, "
-                                         "`Accept: application/json` selects JSON",
-                          "schema": {"type": "string"}, "example": "json"}]),
+                        [_param_ref("format")]),
     }}
 
 
