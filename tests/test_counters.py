@@ -79,8 +79,6 @@ def test_counters_made_in_each_worker_say_they_are_per_worker():
     assert counts.requests == 1
 
 
-
-
 def test_a_code_or_status_without_a_counter_of_its_own_is_counted_as_other():
     # Counted in its own worker's slot, not spilled into the next slot's counters.
     mine = {"slot": None}
