@@ -13,13 +13,13 @@ import resource
 import sqlite3
 import time
 
-from webob import Request
+from webob import Request, Response
 
 from wsgi import codes, dates
 from wsgi.counters import RequestCounters
 from wsgi.heartbeat import read_heartbeat
 from wsgi.reading import json_asked
-from wsgi.responses import JSON, TEXT, Prepared
+from wsgi.responses import JSON, TEXT, respond
 from wsgi.spool import Spool
 from wsgi.stations import StationList
 from wsgi.store import NO_LIMIT, StoreUnavailable
@@ -76,7 +76,7 @@ class SystemViews:
 
     # -- GET /sys -----------------------------------------------------------------------
 
-    def links(self, req: Request) -> Prepared:
+    def links(self, req: Request) -> Response:
         base = req.script_name
         links = [{"href": f"{base}{path}", "title": title} for path, title in (
             ("/sys/config", "the effective configuration (secrets left out)"),
@@ -94,7 +94,7 @@ class SystemViews:
 
     # -- GET /sys/config ------------------------------------------------------------------
 
-    def config_view(self, req: Request) -> Prepared:
+    def config_view(self, req: Request) -> Response:
         as_json = json_asked(req)
         sections = config_sections(self.config)
         stations = self._stations.stations()
@@ -128,7 +128,7 @@ class SystemViews:
 
     # -- GET /sys/stats -------------------------------------------------------------------
 
-    def stats(self, req: Request) -> Prepared:
+    def stats(self, req: Request) -> Response:
         as_json = json_asked(req)
         now = time.time()
         counts = self.counters.snapshot()
@@ -169,7 +169,7 @@ class SystemViews:
 
     # -- GET /health ----------------------------------------------------------------------
 
-    def health(self, req: Request) -> Prepared:
+    def health(self, req: Request) -> Response:
         as_json = json_asked(req)
         now = time.time()
         limit = heartbeat_limit(self.config)
@@ -284,16 +284,13 @@ def _ini_value(value) -> str:
 
 # -- helpers ----------------------------------------------------------------------------
 
-def _answer(content: dict | str, code: int = codes.OK) -> Prepared:
+def _answer(content: dict | str, code: int = codes.OK) -> Response:
     """A JSON answer of a dict, a text answer of a str; never to be cached."""
     if isinstance(content, dict):
         body, content_type = json.dumps(content, indent=1) + "\n", JSON
     else:
         body, content_type = content, TEXT
-    return Prepared(codes.http_status_line(code),
-                    [("Content-Type", content_type), ("X-FPlane-Code", str(code)),
-                     ("Cache-Control", "no-store")],
-                    body.encode("utf-8"), code=code)
+    return respond(code, body, content_type)
 
 
 def _file_sizes(store_path) -> dict[str, int]:

@@ -12,12 +12,14 @@ import re
 from datetime import datetime, timezone
 from urllib.parse import quote, urlencode
 
+from webob import Response
+
 from wsgi import codes, dates, fplane, page, svgmap, timeline
 from wsgi.diff import diff_rows, summary
 from wsgi.feed import FeedEntry, render_atom
 from wsgi.reading import json_asked, no_configuration_message, parse_instant, single_param
-from wsgi.responses import JSON, TEXT, CodedError, Prepared
-from wsgi.store import NO_LIMIT, Store, Version
+from wsgi.responses import JSON, TEXT, CodedError, respond
+from wsgi.store import NO_LIMIT, Store, Version, WorkerStore
 
 HTML = "text/html; charset=utf-8"
 SVG = "image/svg+xml"
@@ -31,12 +33,14 @@ _IFUID = re.compile(r"[0-9]{1,3}")
 
 
 class HistoryViews:
-    def __init__(self, config):
+    def __init__(self, config, store: WorkerStore):
         self._site_tz = config.timezone
+        self._store = store
 
     # -- GET / ---------------------------------------------------------------------------
 
-    def front_page(self, store: Store, req) -> Prepared:
+    def front_page(self, req) -> Response:
+        store = self._store.get()
         params = req.GET
         date_value = _param(params, "date")
         compare_value = _param(params, "compare")
@@ -89,7 +93,8 @@ class HistoryViews:
 
     # -- GET /map/<datestr>.svg ----------------------------------------------------------
 
-    def map_svg(self, store: Store, req, datestr: str) -> Prepared:
+    def map_svg(self, req, datestr: str) -> Response:
+        store = self._store.get()
         actual = _flag(req.GET, "actual_pos", False)
         full = _flag(req.GET, "full_fplane", True)
         instant = self._instant(datestr, datetime.now(timezone.utc))
@@ -112,7 +117,8 @@ class HistoryViews:
 
     # -- GET /history --------------------------------------------------------------------
 
-    def history(self, store: Store, req) -> Prepared:
+    def history(self, req) -> Response:
+        store = self._store.get()
         now = datetime.now(timezone.utc)
         bounds = []
         for name, unbounded in (("from", -NO_LIMIT), ("to", NO_LIMIT)):
@@ -128,7 +134,8 @@ class HistoryViews:
 
     # -- GET /diff/<d1>/<d2> -------------------------------------------------------------
 
-    def diff(self, store: Store, req, datestr1: str, datestr2: str) -> Prepared:
+    def diff(self, req, datestr1: str, datestr2: str) -> Response:
+        store = self._store.get()
         now = datetime.now(timezone.utc)
         actual = _flag(req.GET, "actual_pos", False)
         first, second = self._instant(datestr1, now), self._instant(datestr2, now)
@@ -169,10 +176,11 @@ class HistoryViews:
 
     # -- GET /ifu/<ifuid> ----------------------------------------------------------------
 
-    def ifu(self, store: Store, req, ifuid: str) -> Prepared:
+    def ifu(self, req, ifuid: str) -> Response:
         if not _IFUID.fullmatch(ifuid):
             raise CodedError(codes.NOT_FOUND, f"{ifuid[:20]!r} is not an IFU id (1 to 3 digits, e.g. 073)")
         number = int(ifuid)
+        store = self._store.get()
         with store.snapshot():
             stays = timeline.ifu_stays(number, timeline.effective(store.history()),
                                       lambda v: store.configuration_rows(v.configuration_id))
@@ -185,7 +193,8 @@ class HistoryViews:
 
     # -- GET /feed -----------------------------------------------------------------------
 
-    def feed(self, store: Store, req) -> Prepared:
+    def feed(self, req) -> Response:
+        store = self._store.get()
         base = req.host_url
         with store.snapshot():
             versions = store.recently_recorded(FEED_ENTRIES)
@@ -254,12 +263,7 @@ def _json_text(document) -> str:
 
 
 def _answer(body, content_type: str, code: int = codes.OK,
-            cache_control: str = CACHE_CONTROL) -> Prepared:
+            cache_control: str = CACHE_CONTROL) -> Response:
     data = body.encode("utf-8") if isinstance(body, str) else body
-    return Prepared(
-        codes.http_status_line(code),
-        [("Content-Type", content_type), ("X-FPlane-Code", str(code)),
-         ("Cache-Control", cache_control), ("Vary", "Accept")],
-        data, code=code,
-        etag='"' + hashlib.sha256(data).hexdigest()[:32] + '"' if code == codes.OK else None,
-    )
+    return respond(code, data, content_type, cache_control=cache_control, headers=[("Vary", "Accept")],
+                   etag='"' + hashlib.sha256(data).hexdigest()[:32] + '"' if code == codes.OK else None)
