@@ -181,7 +181,15 @@ GET /fplane/<datestr>?actual_pos=0|1&full_fplane=0|1[&known_at=<datestr>][&forma
 POST /fplane[/<datestr>]     a station's hardware status (form: station_id, password,
                              checksum, data); answers with a code and an update id
 POST /positions[/<datestr>]  measured IFU positions, the same way
-GET /updates/<id>            what became of a posted update
+GET /updates/<uid>           what became of a posted update
+
+GET /                        the focal plane page for people (/?format=txt: this text)
+GET /map/<datestr>.svg       the drawing of the focal plane alone
+GET /history                 the versions (from=D, to=D: those valid during [D, D))
+GET /diff/<datestr1>/<datestr2>  what changed on the instrument between two instants
+GET /ifu/<ifuid>             where an IFU bundle sat, and on which spectrograph, over time
+GET /feed                    an Atom feed of committed changes
+GET /openapi.json            the OpenAPI description of every endpoint
 
 GET /sys                     links to the three below (each: format=txt|json)
 GET /sys/config              the effective configuration (secrets left out)

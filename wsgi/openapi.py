@@ -433,8 +433,8 @@ def _updates_paths() -> dict:
                           "Cache-Control": _header_ref("CacheControl")}),
         **_errors(codes.NOT_FOUND, codes.BAD_PARAMETER),
     }
-    return {"/updates/{id}": {
-        "parameters": [{"name": "id", "in": "path", "required": True,
+    return {"/updates/{uid}": {
+        "parameters": [{"name": "uid", "in": "path", "required": True,
                         "description": "the update id (20 hex digits) a post answered with 100 or 103",
                         "schema": {"type": "string", "pattern": "^[^/]+$"},
                         "example": "8443b7066d6d60f1d5b4"}],
