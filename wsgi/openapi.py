@@ -70,7 +70,6 @@ def _package_version() -> str:
 # -- the human part ------------------------------------------------------------------------
 
 def _description() -> str:
-    limits = config.SETTINGS  # the defaults config.ini falls back to
     return "\n".join([
         "The history of the HET/VIRUS focal plane configuration: the fplane file valid at any",
         "instant, updates posted by stations, and views of the history.",
@@ -94,10 +93,10 @@ def _description() -> str:
         "OPTIONS on any path answers a CORS preflight for GET from `[Server] cors_origins`.",
         "",
         f"**Limits.** Request bodies over `[Server] max_body` (default "
-        f"{limits['Server']['max_body']} bytes) are refused with 413 (code 212); a hardware "
-        f"status older than `[Update] max_age` (default {limits['Update']['max_age']} s) is "
+        f"{config.default('Server', 'max_body')} bytes) are refused with 413 (code 212); a hardware "
+        f"status older than `[Update] max_age` (default {config.default('Update', 'max_age')} s) is "
         f"code 210, one more than `[Update] max_future` (default "
-        f"{limits['Update']['max_future']} s) ahead is code 211.",
+        f"{config.default('Update', 'max_future')} s) ahead is code 211.",
     ])
 
 
