@@ -141,7 +141,9 @@ def render_map(rows: Iterable[Row], *, title: str, labels: str = DEFAULT_LABELS,
     rows = sorted(rows, key=lambda r: (_DRAW_RANK[seat_state(r)], r.ifuslot))
     drawn = {r.ifuslot for r in rows}
     changed_drawn = None if changed is None else frozenset(changed) & drawn
-    offsets_drawn = None if offsets is None else {s: d for s, d in offsets.items() if s in drawn}
+    # The 000 row is the origin the others are measured from, never a measurement.
+    offsets_drawn = None if offsets is None else {
+        s: d for s, d in offsets.items() if s in drawn and s != REFERENCE_SLOT}
     left, top, right, bottom = _plane_box(rows, offsets_drawn or {})
     width = right - left
     legend_top = bottom + MARGIN
