@@ -468,6 +468,8 @@ _STYLE = (
     # After the state rules, so that a ring keeps its own colour inside a seat's group.
     + f".fpmap .seat rect.ring,.fpmap .legend rect.ring{{fill:none;stroke:{CHANGED};stroke-width:5;stroke-dasharray:none}}"
     ".fpmap .seat:target rect.ring{stroke-width:9}"
+    # A link to a seat scrolls it into view with its ring and a neighbour row above it.
+    ".fpmap .seat{scroll-margin:6rem}"
     f".fpmap .offset{{fill:none;stroke:{OFFSET};stroke-width:2.5}}"
     f".fpmap .offset-casing{{fill:none;stroke:{BACKGROUND};stroke-width:5.5}}"
     f".fpmap .offset-head,.fpmap circle.offset-tail{{fill:{OFFSET};stroke:{BACKGROUND};stroke-width:1.5;"
