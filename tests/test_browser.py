@@ -491,3 +491,25 @@ def test_spectrographs_are_labelled_without_hovering_and_the_choice_is_in_the_ur
     assert visible_seat_texts(browser, active[0]) == [active[0], seats[active[0]]["ifuid"]]
     timeline_link = browser.find_element(By.CSS_SELECTOR, "ol#timeline a.view")
     assert parse_qs(urlparse(timeline_link.get_attribute("href")).query)["labels"] == ["ifu"]
+
+
+def test_a_printout_shows_the_drawing_across_the_page_with_its_key(base, browser):
+    open_page(browser, base + STATES["compare"])
+    browser.execute_cdp_cmd("Emulation.setEmulatedMedia", {"media": "print"})
+    try:
+        facts = browser.execute_script("""
+            const shown = sel => { const e = document.querySelector(sel);
+                                   return !!e && e.getBoundingClientRect().height > 0; };
+            const svg = document.querySelector('figure#map svg').getBoundingClientRect();
+            const changes = document.getElementById('changes').getBoundingClientRect();
+            return {form: shown('#view-form'), timeline: shown('ol#timeline'),
+                    key: shown('figure#map svg .legend'), changes: changes.height > 0,
+                    mapFirst: svg.top < changes.top,
+                    width: svg.width, page: document.documentElement.clientWidth};""")
+        full_page_screenshot(browser, "print-laptop-compare.png")
+    finally:
+        browser.execute_cdp_cmd("Emulation.setEmulatedMedia", {"media": ""})
+    # On paper: the drawing first and across the page, its key, then the list of changes.
+    assert not facts["form"] and not facts["timeline"]
+    assert facts["key"] and facts["changes"] and facts["mapFirst"]
+    assert facts["width"] >= 0.9 * facts["page"]

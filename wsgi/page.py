@@ -420,7 +420,15 @@ time{{white-space:nowrap}}
 .badge{{font-size:.85rem}}
 .vh{{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0);\
 white-space:nowrap}}
-@media (min-width:64rem){{
+@media print{{
+.skip,#controls-heading,#view-form,.timeline,footer,.downloads,#seat-table,header nav{{display:none}}
+.layout{{display:flex;flex-direction:column}}
+.plane{{order:-1}}
+main{{max-width:none;padding:0}}
+.controls{{background:none;padding:0}}
+#map{{break-inside:avoid}}
+}}
+@media screen and (min-width:64rem){{
 .layout{{grid-template-columns:minmax(17rem,24rem) minmax(0,1fr);\
 grid-template-areas:"controls plane" "timeline plane";align-items:start}}
 .controls{{grid-area:controls}}
