@@ -278,9 +278,10 @@ def test_on_a_phone_the_page_fits_the_width_and_shows_the_map(base, browser):
     svg = figure.find_element(By.TAG_NAME, "svg")
     assert svg.is_displayed()
     left, right = box(browser, figure)[:2]
-    # The map may scroll inside its figure, but the figure itself stays on the screen.
     assert 0 <= left and right <= inner, f"the map's figure sticks out of the screen: {left}..{right}"
-    map_width, map_height = box(browser, svg)[2:]
+    # The whole plane scaled to the width: nothing of it hidden beyond the screen's edge.
+    map_left, map_right, map_width, map_height = box(browser, svg)
+    assert left <= map_left and map_right <= right, "the drawing overflows its figure"
     assert map_width >= 0.75 * inner and map_height >= 0.75 * map_width, \
         f"the map is drawn too small for a phone: {map_width}x{map_height} px"
     full_page_screenshot(browser, "browser-phone.png")
