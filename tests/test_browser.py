@@ -328,7 +328,7 @@ STATES = {
     "bad-date": "/?date=next+tuesday",
 }
 CHANGED_20180201_20180401 = ["021", "024", "041", "042", "043", "044", "045", "046"]
-DEVICES = {"laptop": (*LAPTOP, False), "phone": (*PHONE, True)}
+DEVICES = {"laptop": (*LAPTOP, False), "phone": (*PHONE, True), "small-phone": (375, 812, True)}
 
 
 def layout_facts(driver) -> dict:
