@@ -286,7 +286,7 @@ def test_measured_offsets_are_arrows_from_nominal_magnified_by_the_stated_factor
         checked += 1
     assert checked > 40
     key = legend_layers(root)["measured"]
-    assert f"\u00d7 {OFFSET_MAGNIFICATION}" in key and f"measured seat ({len(offsets)})" in key
+    assert f"\u00d7 {OFFSET_MAGNIFICATION}" in key and f"measured seats ({len(offsets)})" in key
     sample = next(g for g in root.iter(SVG + "g") if g.get("data-layer") == "measured")
     x0, _, x1, _ = arrow(sample)
     assert x1 - x0 == pytest.approx(0.5 * OFFSET_MAGNIFICATION) and "sample 0.5 arcsec" in key

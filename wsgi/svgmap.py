@@ -68,8 +68,9 @@ LABELS = {
 }
 DEFAULT_LABELS = "all"
 
-# Measured offsets are tenths of an arcsec (0.5" at most in real files): forty times
-# that is up to 20" on a 51" seat, long enough to judge a direction by eye.
+# Measured offsets are tenths of an arcsec (0.48" at most in the real file of
+# /work/shared/fixtures): forty times that is up to 20" on a 51" seat, long enough to
+# judge a direction by eye. A rare larger offset draws a longer arrow, as it should.
 OFFSET_MAGNIFICATION = 40
 # The legend's sample arrow, in arcsec of offset.
 OFFSET_SAMPLE = 0.5
@@ -184,7 +185,8 @@ def _layer_keys(changed, changed_since: str, offsets) -> list[tuple[str, str]]:
         keys.append(("changed", f"changed{since} ({len(changed)} seat{_s(len(changed))})"))
     if offsets is not None:
         if offsets:
-            keys.append(("measured", f"measured seat ({len(offsets)}); arrow: offset from"
+            keys.append(("measured", f"measured seat{_s(len(offsets))} ({len(offsets)});"
+                                     " arrow: offset from"
                                      f" nominal \u00d7 {OFFSET_MAGNIFICATION}, sample"
                                      f" {OFFSET_SAMPLE} arcsec"))
         else:
@@ -222,7 +224,7 @@ def _plane_box(rows: list[Row], offsets) -> tuple[float, float, float, float]:
         left, right = min(left, r.x - hx), max(right, r.x + hx)
         top, bottom = min(top, -r.y - hy), max(bottom, -r.y + hy + below)
         if r.ifuslot in offsets:
-            (x0, y0), (x1, y1) = _arrow_ends(r, offsets[r.ifuslot])
+            _, (x1, y1) = _arrow_ends(r, offsets[r.ifuslot])
             left, right = min(left, x1), max(right, x1)
             top, bottom = min(top, y1), max(bottom, y1)
     return (left - MARGIN, top - MARGIN, right + MARGIN, bottom + MARGIN)
@@ -466,13 +468,14 @@ _STYLE = (
     ".fpmap .legend-text{font-size:15px}"
     ".fpmap .spec{font-size:14px;font-style:italic;text-anchor:middle}"
     # After the state rules, so that a ring keeps its own colour inside a seat's group.
-    + f".fpmap .seat rect.ring,.fpmap .legend rect.ring{{fill:none;stroke:{CHANGED};stroke-width:5;stroke-dasharray:none}}"
+    + f".fpmap .seat rect.ring,.fpmap .legend rect.ring{{fill:none;stroke:{CHANGED};"
+    "stroke-width:5;stroke-dasharray:none}"
     ".fpmap .seat:target rect.ring{stroke-width:9}"
     # A link to a seat scrolls it into view with its ring and a neighbour row above it.
     ".fpmap .seat{scroll-margin:6rem}"
     f".fpmap .offset{{fill:none;stroke:{OFFSET};stroke-width:2.5}}"
     f".fpmap .offset-casing{{fill:none;stroke:{BACKGROUND};stroke-width:5.5}}"
-    f".fpmap .offset-head,.fpmap circle.offset-tail{{fill:{OFFSET};stroke:{BACKGROUND};stroke-width:1.5;"
-    "paint-order:stroke}"
+    f".fpmap .offset-head,.fpmap circle.offset-tail{{fill:{OFFSET};stroke:{BACKGROUND};"
+    "stroke-width:1.5;paint-order:stroke}"
     f".fpmap .measured-corner{{fill:{OFFSET};stroke:none}}"
 )
