@@ -249,8 +249,8 @@ def _seat(row: Row, labels: str, changed: bool, offset: tuple[float, float] | No
             f' data-ifuid="{row.ifuid:03d}" data-specid="{row.specid:03d}"'
             f' data-state="{state}"><title>{escape(_seat_title(row, state, offset))}</title>')
     shape, texts = _seat_shape(row, state, cx, cy, labels)
-    # The arrow over the labels: it is what measured positions are asked for, and its
-    # white casing keeps both legible where they cross.
+    # The arrow over the labels: it is what measured positions are asked for (drawn
+    # under them, the digits hid most of it); a thin white casing keeps the two apart.
     arrow = "" if offset is None else _measured_mark(row, state, offset)
     ring = _ring(state, cx, cy) if changed else ""
     return head + shape + texts + arrow + ring + "</g>"
@@ -473,8 +473,8 @@ _STYLE = (
     ".fpmap .seat:target rect.ring{stroke-width:9}"
     # A link to a seat scrolls it into view with its ring and a neighbour row above it.
     ".fpmap .seat{scroll-margin:6rem}"
-    f".fpmap .offset{{fill:none;stroke:{OFFSET};stroke-width:2.5}}"
-    f".fpmap .offset-casing{{fill:none;stroke:{BACKGROUND};stroke-width:5.5}}"
+    f".fpmap .offset{{fill:none;stroke:{OFFSET};stroke-width:2}}"
+    f".fpmap .offset-casing{{fill:none;stroke:{BACKGROUND};stroke-width:4}}"
     f".fpmap .offset-head,.fpmap circle.offset-tail{{fill:{OFFSET};stroke:{BACKGROUND};"
     "stroke-width:1.5;paint-order:stroke}"
     f".fpmap .measured-corner{{fill:{OFFSET};stroke:none}}"
