@@ -14,7 +14,7 @@ import json
 import re
 from importlib import metadata
 
-from wsgi import codes, config, dates, diff
+from wsgi import codes, config, dates, diff, svgmap
 
 OPENAPI_VERSION = "3.0.3"
 
@@ -208,6 +208,8 @@ ACTUAL_POS = ("`0` nominal positions, `1` measured ones where a measured positio
 FULL_FPLANE = ("`1` the full file (inactive seats commented out), `0` the short file: the "
                "000 row and the active VIRUS IFUs only")
 FORMAT = "`txt` or `json`; without it, `Accept: application/json` selects JSON"
+LABELS = ("what the drawn seats are labelled with besides their seat (IFUSLOT): `all` the IFU "
+          "(IFUID) and the spectrograph (SPECID), `ifu` the IFU, `spectrograph` the spectrograph")
 def _parameters() -> dict:
     return {
         "datestr": _date_param("datestr", "path", "20180707", "the instant; `latest` means now"),
@@ -216,6 +218,7 @@ def _parameters() -> dict:
         "known_at": _date_param("known_at", "query", "latest",
                                 "answer as the store knew it at this instant (default: now)"),
         "format": _choice("format", ("txt", "json"), "txt", FORMAT),
+        "labels": _choice("labels", tuple(svgmap.LABELS), svgmap.DEFAULT_LABELS, LABELS),
     }
 
 
@@ -457,11 +460,13 @@ def _view(what: str, content: dict, *refusals: int, extra_media: tuple[str, ...]
 
 
 def _history_paths() -> dict:
-    view = [_param_ref("actual_pos"), _param_ref("full_fplane")]
+    view = [_param_ref("actual_pos"), _param_ref("full_fplane"), _param_ref("labels")]
     fmt = _param_ref("format")
+    compare = _date_param("compare", "query", "20180601", "an instant to compare the shown one "
+                          "with: the seats that changed since are ringed on the drawing")
     page_params = [
         _date_param("date", "query", "20180707", "the instant shown (empty: now)"),
-        _date_param("compare", "query", "20180601", "an instant to compare the shown one with"),
+        compare,
         *view,
     ]
     # A bad date or an instant without a configuration still gets the page (with the
@@ -470,7 +475,9 @@ def _history_paths() -> dict:
                  "versions as a timeline, the changes since `compare` when given",
                  {HTML: {"schema": {"type": "string"}}},
                  codes.BAD_DATE, codes.BAD_PARAMETER, codes.NO_CONFIGURATION, extra_media=(HTML,))
-    svg = _view("the drawing alone: every seat at its position, coloured by state",
+    svg = _view("the drawing alone: every seat at its position, coloured by state; with "
+                "`actual_pos=1` each measured seat is marked and its offset from nominal drawn "
+                "as an arrow, magnified as the key says",
                 {SVG: {"schema": {"type": "string"}}},
                 codes.BAD_DATE, codes.BAD_PARAMETER, codes.NO_CONFIGURATION)
     history = _view("the versions in valid_from order (superseded corrections included)",
@@ -490,7 +497,8 @@ def _history_paths() -> dict:
         "/": {**_get_and_head("Page", "history", "the focal plane page", page, page_params)},
         "/map/{datestr}.svg": {
             "parameters": [_param_ref("datestr")],
-            **_get_and_head("Map", "history", "the focal plane drawing at datestr", svg, view)},
+            **_get_and_head("Map", "history", "the focal plane drawing at datestr", svg,
+                            [*view, compare])},
         "/history": {
             **_get_and_head("History", "history", "the versions", history, [
                 _date_param("from", "query", "20180601", "only versions valid from this instant on"),

@@ -46,74 +46,95 @@ class HistoryViews:
         compare_value = _param(params, "compare")
         actual = _flag(params, "actual_pos", False)
         full = _flag(params, "full_fplane", True)
+        labels = _labels(params)
         # Whole seconds: "now" is shown to people and becomes the download's instant.
         now = datetime.now(timezone.utc).replace(microsecond=0)
         code, message = codes.OK, ""
         try:
             instant = self._instant(date_value, now)
         except CodedError as err:
-            code, message, instant = err.code, err.message, now
+            # No instant, so no map: a drawing of "now" under a date that was not read
+            # would pass for the date the person asked about.
+            code, message, instant = err.code, err.message, None
         # Links name the date as typed, so they read well and reproduce the view; "now"
         # becomes the instant shown, so that a download is the file that was on screen.
-        shown = date_value if date_value and not dates.means_now(date_value) and code == codes.OK \
+        shown = date_value if instant is None or (date_value and not dates.means_now(date_value)) \
             else dates.format_instant(instant)
         with store.snapshot():
             versions = store.history()
-            version = store.version_at(dates.to_micros(instant))
+            version = None if instant is None else store.version_at(dates.to_micros(instant))
             svg, seats = "", ()
-            if version is None and code == codes.OK:
+            if instant is not None and version is None:
                 code, message = codes.NO_CONFIGURATION, no_configuration_message(store, instant)
-            elif version is not None:
-                seats = self._drawn_rows(store, version, instant, actual, full)
-                svg = self._drawing(seats, version, instant)
-            changes = compare_url = None
-            if compare_value and version is not None and code == codes.OK:
+            changes = compare_url = compared = None
+            if compare_value and version is not None:
                 try:
-                    changes, compare_url = self._page_comparison(store, compare_value, shown,
-                                                                 instant, version, actual, now)
+                    compared = self._instant(compare_value, now)
+                    changes = self._changes(store, self._version_at(store, compared), version,
+                                            compared, instant, actual)
+                    compare_url = (f"/diff/{quote(compare_value, safe=':')}/{quote(shown, safe=':')}"
+                                   + ("?actual_pos=1" if actual else ""))
                 except CodedError as err:
-                    code, message = err.code, f"compare: {err.message}"
+                    code, message, compared = err.code, f"compare: {err.message}", None
+            if version is not None:
+                seats, offsets = self._drawn_rows(store, version, instant, actual, full)
+                svg = self._drawing(seats, version, instant, labels, offsets, changes, compared)
         toggles = urlencode({"actual_pos": int(actual), "full_fplane": int(full)})
+        drawing_query = urlencode({"actual_pos": int(actual), "full_fplane": int(full),
+                                   "labels": labels,
+                                   **({"compare": compare_value} if changes is not None else {})},
+                                  safe=":")
         view = page.PageView(
             date_value=date_value, compare_value=compare_value, actual=actual, full=full,
-            instant=dates.format_instant(instant), version=version, svg=svg,
+            instant="" if instant is None else dates.format_instant(instant),
+            version=version, svg=svg,
             download_url=f"/fplane/{quote(shown, safe=':')}?{toggles}",
-            map_url=f"/map/{quote(shown, safe=':')}.svg?{toggles}",
+            map_url=f"/map/{quote(shown, safe=':')}.svg?{drawing_query}",
             history=versions, changes=changes, compare_url=compare_url, message=message,
-            seats=seats)
+            seats=seats, labels=labels)
         # A page with a message still shows the timeline: a person can pick a date from it.
         return _answer(page.render_page(view), HTML, code, cache_control="no-cache")
-
-    def _page_comparison(self, store, compare_value, shown, instant, version, actual, now):
-        compare_instant = self._instant(compare_value, now)
-        before = self._version_at(store, compare_instant)
-        changes = self._changes(store, before, version, compare_instant, instant, actual)
-        return changes, f"/diff/{quote(compare_value, safe=':')}/{quote(shown, safe=':')}" + \
-            ("?actual_pos=1" if actual else "")
 
     # -- GET /map/<datestr>.svg ----------------------------------------------------------
 
     def map_svg(self, req, datestr: str) -> Response:
+        """The page's drawing alone, with the same options (compare included)."""
         store = self._store.get()
         actual = _flag(req.GET, "actual_pos", False)
         full = _flag(req.GET, "full_fplane", True)
-        instant = self._instant(datestr, datetime.now(timezone.utc))
+        labels = _labels(req.GET)
+        compare_value = _param(req.GET, "compare")
+        now = datetime.now(timezone.utc)
+        instant = self._instant(datestr, now)
         with store.snapshot():
             version = self._version_at(store, instant)
-            rows = self._drawn_rows(store, version, instant, actual, full)
-        return _answer(self._drawing(rows, version, instant), SVG)
+            rows, offsets = self._drawn_rows(store, version, instant, actual, full)
+            changes = compared = None
+            if compare_value:
+                compared = self._instant(compare_value, now)
+                changes = self._changes(store, self._version_at(store, compared), version,
+                                        compared, instant, actual)
+        return _answer(self._drawing(rows, version, instant, labels, offsets, changes, compared),
+                       SVG)
 
     def _drawn_rows(self, store, version: Version, instant, actual: bool, full: bool):
-        """The seats of the file that GET /fplane serves for the same query."""
+        """(the seats of the file that GET /fplane serves for the same query, the measured
+        offsets {ifuslot: (dx, dy)} from nominal: None for nominal positions)."""
         rows = fplane.served_rows(store.configuration_rows(version.configuration_id), full)
-        if actual:
-            rows = fplane.with_positions(rows, self._measured(store, instant))
-        return rows
+        if not actual:
+            return rows, None
+        nominal = {r.ifuslot: (r.x, r.y) for r in rows}
+        measured = {s: xy for s, xy in self._measured(store, instant).items() if s in nominal}
+        offsets = {s: (x - nominal[s][0], y - nominal[s][1]) for s, (x, y) in measured.items()}
+        return fplane.with_positions(rows, measured), offsets
 
     @staticmethod
-    def _drawing(rows, version: Version, instant) -> str:
+    def _drawing(rows, version: Version, instant, labels: str, offsets, changes, compared) -> str:
         title = f"HET/VIRUS focal plane at {dates.format_instant(instant)} (version {version.id})"
-        return svgmap.render_map(rows, title=title)
+        return svgmap.render_map(
+            rows, title=title, labels=labels, offsets=offsets,
+            changed=None if changes is None else _changed_seats(changes),
+            changed_since="" if compared is None else dates.format_instant(compared))
 
     # -- GET /history --------------------------------------------------------------------
 
@@ -247,6 +268,20 @@ def _param(params, name: str) -> str:
     """A text parameter, "" when absent. Not stripped: parse_datestr forgives exactly the
     blanks it should, and no others."""
     return single_param(params, name, None, default="")
+
+
+def _labels(params) -> str:
+    return single_param(params, "labels", tuple(svgmap.LABELS), default=svgmap.DEFAULT_LABELS)
+
+
+def _changed_seats(changes) -> frozenset[int]:
+    """Every seat a change concerns: a moved IFU's old seat as well as its new one."""
+    seats = set()
+    for change in changes:
+        if change.seat is not None:
+            seats.add(change.seat)
+        seats.update(int(value) for key, value in change.fields if key == "from_seat")
+    return frozenset(seats)
 
 
 def _flag(params, name: str, default: bool) -> bool:
