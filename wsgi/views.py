@@ -42,11 +42,8 @@ class HistoryViews:
     def front_page(self, req) -> Response:
         store = self._store.get()
         params = req.GET
-        date_value = _param(params, "date")
-        compare_value = _param(params, "compare")
-        actual = _flag(params, "actual_pos", False)
-        full = _flag(params, "full_fplane", True)
-        labels = _labels(params)
+        date_value, compare_value = _param(params, "date"), _param(params, "compare")
+        actual, full, labels = _flag(params, "actual_pos", False), _flag(params, "full_fplane", True), _labels(params)
         # Whole seconds: "now" is shown to people and becomes the download's instant.
         now = datetime.now(timezone.utc).replace(microsecond=0)
         code, message = codes.OK, ""
@@ -56,53 +53,49 @@ class HistoryViews:
             # No instant, so no map: a drawing of "now" under a date that was not read
             # would pass for the date the person asked about.
             code, message, instant = err.code, err.message, None
-        # Links name the date as typed, so they read well and reproduce the view; "now"
-        # becomes the instant shown, so that a download is the file that was on screen.
-        shown = date_value if instant is None or (date_value and not dates.means_now(date_value)) \
-            else dates.format_instant(instant)
         with store.snapshot():
             versions = store.history()
             version = None if instant is None else store.version_at(dates.to_micros(instant))
             svg, seats = "", ()
             if instant is not None and version is None:
                 code, message = codes.NO_CONFIGURATION, no_configuration_message(store, instant)
-            changes = compare_url = compared = None
+            changes = compared = None
             if compare_value and version is not None:
                 try:
-                    compared = self._instant(compare_value, now)
-                    changes = self._changes(store, self._version_at(store, compared), version,
-                                            compared, instant, actual)
-                    compare_url = (f"/diff/{quote(compare_value, safe=':')}/{quote(shown, safe=':')}"
-                                   + ("?actual_pos=1" if actual else ""))
+                    changes, compared = self._comparison(store, version, instant, compare_value,
+                                                         actual, now)
                 except CodedError as err:
-                    code, message, compared = err.code, f"compare: {err.message}", None
+                    code, message = err.code, f"compare: {err.message}"
             if version is not None:
                 seats, offsets = self._drawn_rows(store, version, instant, actual, full)
                 svg = self._drawing(seats, version, instant, labels, offsets, changes, compared)
-        toggles = urlencode({"actual_pos": int(actual), "full_fplane": int(full)})
-        drawing_query = urlencode({"actual_pos": int(actual), "full_fplane": int(full),
-                                   "labels": labels,
-                                   **({"compare": compare_value} if changes is not None else {})},
-                                  safe=":")
+        # Links name the date as typed, so they read well and reproduce the view; "now"
+        # becomes the instant shown, so that a download is the file that was on screen.
+        shown = date_value if instant is None or (date_value and not dates.means_now(date_value)) \
+            else dates.format_instant(instant)
         view = page.PageView(
             date_value=date_value, compare_value=compare_value, actual=actual, full=full,
             instant="" if instant is None else dates.format_instant(instant),
-            version=version, svg=svg,
-            download_url=f"/fplane/{quote(shown, safe=':')}?{toggles}",
-            map_url=f"/map/{quote(shown, safe=':')}.svg?{drawing_query}",
-            history=versions, changes=changes, compare_url=compare_url, message=message,
-            seats=seats, labels=labels)
+            version=version, svg=svg, history=versions, changes=changes, message=message,
+            seats=seats, labels=labels,
+            **_page_links(shown, compare_value if changes is not None else "", actual, full, labels))
         # A page with a message still shows the timeline: a person can pick a date from it.
         return _answer(page.render_page(view), HTML, code, cache_control="no-cache")
+
+    def _comparison(self, store, version: Version, instant, compare_value: str, actual: bool, now):
+        """(the changes from the version at ``compare_value`` to ``version``, that instant)."""
+        compared = self._instant(compare_value, now)
+        changes = self._changes(store, self._version_at(store, compared), version, compared,
+                                instant, actual)
+        return changes, compared
 
     # -- GET /map/<datestr>.svg ----------------------------------------------------------
 
     def map_svg(self, req, datestr: str) -> Response:
         """The page's drawing alone, with the same options (compare included)."""
         store = self._store.get()
-        actual = _flag(req.GET, "actual_pos", False)
-        full = _flag(req.GET, "full_fplane", True)
-        labels = _labels(req.GET)
+        actual, full, labels = _flag(req.GET, "actual_pos", False), _flag(req.GET, "full_fplane", True), \
+            _labels(req.GET)
         compare_value = _param(req.GET, "compare")
         now = datetime.now(timezone.utc)
         instant = self._instant(datestr, now)
@@ -111,9 +104,8 @@ class HistoryViews:
             rows, offsets = self._drawn_rows(store, version, instant, actual, full)
             changes = compared = None
             if compare_value:
-                compared = self._instant(compare_value, now)
-                changes = self._changes(store, self._version_at(store, compared), version,
-                                        compared, instant, actual)
+                changes, compared = self._comparison(store, version, instant, compare_value,
+                                                     actual, now)
         return _answer(self._drawing(rows, version, instant, labels, offsets, changes, compared),
                        SVG)
 
@@ -262,6 +254,20 @@ def _feed_id(first_recorded_at: int | None) -> str:
     if first_recorded_at is None:
         return "tag:fplaneserver,2026:empty"
     return f"tag:fplaneserver,{dates.format_micros(first_recorded_at)[:10]}:store-{first_recorded_at}"
+
+
+def _page_links(shown: str, compared: str, actual: bool, full: bool, labels: str) -> dict:
+    """The page's links for the date ``shown``: the file drawn, the drawing alone (with the
+    comparison when the page shows one), and the /diff of the comparison."""
+    date = quote(shown, safe=":")
+    toggles = {"actual_pos": int(actual), "full_fplane": int(full)}
+    drawing = {**toggles, "labels": labels, **({"compare": compared} if compared else {})}
+    return {
+        "download_url": f"/fplane/{date}?{urlencode(toggles)}",
+        "map_url": f"/map/{date}.svg?{urlencode(drawing, safe=':')}",
+        "compare_url": None if not compared else
+        f"/diff/{quote(compared, safe=':')}/{date}" + ("?actual_pos=1" if actual else ""),
+    }
 
 
 def _param(params, name: str) -> str:
