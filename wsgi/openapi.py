@@ -1,8 +1,8 @@
 """The OpenAPI 3.0 description of the HTTP interface, served as ``GET /openapi.json``.
 
 Built from the code's own tables wherever one exists: the codes from ``codes.CODES``, the
-date forms from ``dates.ACCEPTED_FORMS``, the size and age limits from config.ini's
-defaults. A new code or date form is therefore documented the moment it is served.
+date grammar from ``dates`` (its forms and ``schema_pattern``), the size and age limits
+from ``config.SETTINGS``. A new code or date form is therefore documented the moment it is served.
 
 Every response lists the ``X-FPlane-Code`` values it can carry, twice: as the enum of its
 ``X-FPlane-Code`` header (what validators and fuzzers check) and as the extension
@@ -220,59 +220,6 @@ def _parameters() -> dict:
         "format": _choice("format", ("txt", "json"), "txt", FORMAT),
         "labels": _choice("labels", tuple(svgmap.LABELS), svgmap.DEFAULT_LABELS, LABELS),
     }
-
-
-# -- the date pattern ----------------------------------------------------------------------
-# dates.parse_datestr's forms as one regular expression (ECMA-262 and Python alike), with
-# values in range: months, the days of each month, leap days, hours, offsets. A client or
-# fuzzer that validates against the document then sends only dates the server reads, and
-# every date the server reads validates. tests/test_openapi.py holds the two together.
-
-def _either(*alternatives: str) -> str:
-    return "(?:" + "|".join(alternatives) + ")"
-
-
-def _any_case(word: str) -> str:
-    return "".join(f"[{c.upper()}{c}]" for c in word)
-
-
-_YEAR = _either("19[0-9]{2}", "[2-8][0-9]{3}", "9[0-8][0-9]{2}", "99[0-8][0-9]", "999[0-8]")
-# Within 1900-9998: divisible by 4, and centuries only when divisible by 400.
-_LEAP_YEAR = _either("(?:19|[2-9][0-9])(?:0[48]|[2468][048]|[13579][26])",
-                     "(?:[2468][048]|[3579][26])00")
-_BLANKS = "[" + "".join(f"\\x{ord(c):02x}" for c in dates.SURROUNDING_WHITESPACE) + "]*"
-_HOUR = "(?:[01][0-9]|2[0-3])"
-_MINUTE = "[0-5][0-9]"
-
-
-def _date_pattern(sep: str) -> str:
-    month_day = _either(f"(?:0[13578]|1[02]){sep}(?:0[1-9]|[12][0-9]|3[01])",
-                        f"(?:0[469]|11){sep}(?:0[1-9]|[12][0-9]|30)",
-                        f"02{sep}(?:0[1-9]|1[0-9]|2[0-8])")
-    return _either(f"{_YEAR}{sep}{month_day}", f"{_LEAP_YEAR}{sep}02{sep}29")
-
-
-def _time_pattern(sep: str) -> str:
-    return f"T{_HOUR}{sep}{_MINUTE}{sep}{_MINUTE}(?:\\.[0-9]{{1,6}})?"
-
-
-def _offset_pattern(signs: str) -> str:
-    return f"(?:Z|[{signs}]{_HOUR}:{_MINUTE})?"
-
-
-def datestr_pattern() -> str:
-    """The accepted date strings, anchored. Empty means now (in a path too: /fplane/, /map/.svg),
-    blanks around a date are ignored, and dates.MAX_LENGTH is the schema's maxLength."""
-    # After a time an unescaped '+' from a query string arrives as a space: read as '+'.
-    forms = _either(
-        *(_any_case(word) for word in sorted(dates.NOW_WORDS) if word),
-        _date_pattern("") + "(?:v[0-9]{3})?" + _offset_pattern("+-"),
-        _date_pattern("-") + _offset_pattern("+-"),
-        _date_pattern("") + _time_pattern(":") + _offset_pattern("+ -"),
-        _date_pattern("") + _time_pattern("") + _offset_pattern("+ -"),
-        _date_pattern("-") + _time_pattern(":") + _offset_pattern("+ -"),
-    )
-    return f"^{_BLANKS}{forms}?{_BLANKS}$"
 
 
 # -- operations ----------------------------------------------------------------------------
@@ -609,7 +556,7 @@ def _schemas() -> dict:
                      "example": "0" * 64},
     }
     return {
-        "Datestr": {"type": "string", "pattern": datestr_pattern(), "maxLength": dates.MAX_LENGTH,
+        "Datestr": {"type": "string", "pattern": dates.schema_pattern(), "maxLength": dates.MAX_LENGTH,
                     "description": f"an instant: {dates.ACCEPTED_FORMS}; empty: now",
                     "example": "20180707"},
         "Code": {
