@@ -34,6 +34,8 @@ class Config:
     # [Server]
     max_body: int
     cors_origins: tuple[str, ...]
+    max_failed_logins: int   # per station and per client address, within login_lockout
+    login_lockout: int       # seconds refused (213) after that many
     # [Site]
     timezone: ZoneInfo
     static_rows_file: Path | None
@@ -65,7 +67,8 @@ SETTINGS = {
         "data_dir": None,
         "spool_dir": None,
     },
-    "Server": {"max_body": "1048576", "cors_origins": ""},
+    "Server": {"max_body": "1048576", "cors_origins": "", "max_failed_logins": "10",
+               "login_lockout": "300"},
     "Site": {"timezone": "America/Chicago", "static_rows": ""},
     "Update": {"max_age": "21600", "max_future": "600"},
     "Writer": {"sleep": "5", "max_attempts": "3"},
@@ -98,6 +101,8 @@ def load_config(path) -> Config:
         spool_dir=reader.path("General", "spool_dir"),
         max_body=reader.number("Server", "max_body", int, minimum=1),
         cors_origins=reader.words("Server", "cors_origins"),
+        max_failed_logins=reader.number("Server", "max_failed_logins", int, minimum=1),
+        login_lockout=reader.number("Server", "login_lockout", int, minimum=1),
         timezone=reader.timezone("Site", "timezone"),
         static_rows_file=static_rows_file,
         static_rows=reader.static_rows("Site", "static_rows", static_rows_file),

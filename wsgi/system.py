@@ -232,6 +232,8 @@ _CONFIG_KEYS = {
     "station_list": ("General", "station_list", ""), "data_dir": ("General", "data_dir", ""),
     "spool_dir": ("General", "spool_dir", ""),
     "max_body": ("Server", "max_body", "bytes"), "cors_origins": ("Server", "cors_origins", ""),
+    "max_failed_logins": ("Server", "max_failed_logins", "per station and per client address"),
+    "login_lockout": ("Server", "login_lockout", "seconds"),
     "timezone": ("Site", "timezone", ""), "static_rows_file": ("Site", "static_rows", ""),
     "max_age": ("Update", "max_age", "seconds"), "max_future": ("Update", "max_future", "seconds"),
     "writer_sleep": ("Writer", "sleep", "seconds"), "max_attempts": ("Writer", "max_attempts", ""),
