@@ -199,7 +199,10 @@ def test_the_pattern_and_the_server_agree_on_near_misses(text):
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
-    config = write_config(tmp_path_factory.mktemp("openapi"), Server={"cors_origins": ORIGIN})
+    # The examples and the fuzzing post wrong passwords by the hundred: no lockout here
+    # (tests/test_guessing.py tests it).
+    config = write_config(tmp_path_factory.mktemp("openapi"),
+                          Server={"cors_origins": ORIGIN, "max_failed_logins": "1000000"})
     init_store(config)
     import_rows(config, FIRST, "20180601", "--comment", "first light")
     import_rows(config, SECOND, "20180801", "--comment", "IFU swap")

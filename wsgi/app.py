@@ -25,7 +25,7 @@ from wsgi import codes, dates
 from wsgi.config import ConfigError, load_config
 from wsgi.cors import CorsPolicy
 from wsgi.counters import RequestCounters
-from wsgi.logs import RequestLog, make_logger
+from wsgi.logs import RequestLog, make_logger, printable
 from wsgi.openapi import openapi_json
 from wsgi.posting import UpdateReceiver
 from wsgi.reading import FplaneReader
@@ -133,7 +133,8 @@ class Service:
             self.log.error("store unavailable: %s", err.detail)
             response = error_response(CodedError(codes.UNAVAILABLE, str(err)), _error_wants_json(environ))
         except Exception:
-            self.log.exception("internal error on %s %s", environ.get("REQUEST_METHOD"), _path(environ))
+            self.log.exception("internal error on %s %s", printable(str(environ.get("REQUEST_METHOD"))),
+                               _path(environ))
             response = error_response(
                 CodedError(codes.INTERNAL_ERROR, "internal error (details only in the log)"),
                 _error_wants_json(environ),
@@ -217,8 +218,9 @@ def _request(environ) -> Request:
 
 
 def _path(environ) -> str:
+    """Path and query as the log shows them: a client's control characters escaped."""
     query = environ.get("QUERY_STRING")
-    return environ.get("PATH_INFO", "") + (f"?{query}" if query else "")
+    return printable(environ.get("PATH_INFO", "") + (f"?{query}" if query else ""))
 
 
 def _error_wants_json(environ) -> bool:

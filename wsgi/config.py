@@ -34,6 +34,8 @@ class Config:
     # [Server]
     max_body: int
     cors_origins: tuple[str, ...]
+    max_failed_logins: int   # per station and per client address, within login_lockout
+    login_lockout: int       # seconds refused (213) after that many
     # [Site]
     timezone: ZoneInfo
     static_rows_file: Path | None
@@ -78,6 +80,9 @@ SETTINGS = (
     Setting("General", "spool_dir", None, "spool_dir", "path"),
     Setting("Server", "max_body", "1048576", "max_body", "positive_int", "bytes"),
     Setting("Server", "cors_origins", "", "cors_origins", "words"),
+    Setting("Server", "max_failed_logins", "10", "max_failed_logins", "positive_int",
+            "per station and per client address"),
+    Setting("Server", "login_lockout", "300", "login_lockout", "positive_int", "seconds"),
     Setting("Site", "timezone", "America/Chicago", "timezone", "timezone"),
     Setting("Site", "static_rows", "", "static_rows_file", "optional_path"),
     Setting("Update", "max_age", "21600", "max_age", "positive_int", "seconds"),

@@ -358,14 +358,18 @@ def _post(name: str, role: str, dated: bool) -> dict:
                          result, answer_headers),
         **_errors(*bad_request, codes.WRONG_PASSWORD, codes.NOT_ALLOWED, codes.UNKNOWN_STATION,
                   codes.INVALID_DATA, codes.TOO_OLD, codes.TOO_FAR_IN_FUTURE,
-                  codes.BODY_TOO_LARGE),
+                  codes.BODY_TOO_LARGE, codes.TOO_MANY_FAILURES),
     }
+    responses["429"]["headers"]["Retry-After"] = {
+        "required": True, "schema": {"type": "integer", "minimum": 1},
+        "description": "seconds to wait before the station or address may try again"}
     form = {"schema": {"$ref": f"#/components/schemas/{'Status' if role == 'config' else 'Positions'}Form"}}
     return _operation(
         name, "updates", f"post a {what} (station with the `{role}` role)", responses, None,
         f"The new {'configuration' if role == 'config' else 'position set'} is valid from "
         f"{starts}. Checks, in this order, each with its code: fields present (202), station "
-        "known (206), password (203), station allowed (204), checksum (201), JSON decodes "
+        "known (206), not locked out after too many failed passwords (213), password (203), "
+        "station allowed (204), checksum (201), JSON decodes "
         "(208), structure and consistency (209, every problem listed), timestamp age (210, "
         "211). Posting the same station + checksum again returns the same update id.",
         requestBody={"required": True, "content": {FORM_URLENCODED: form, FORM_MULTIPART: form}},

@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 
 from webob import Response
 
-from wsgi import codes, dates, fplane
+from wsgi import codes, dates, fplane, guessing
 from wsgi.forms import parse_form, read_body
 from wsgi.reading import json_asked
 from wsgi.responses import JSON, TEXT, CodedError, respond
@@ -50,6 +50,8 @@ class UpdateReceiver:
         self._store = store    # the app's WorkerStore
         self.stations = StationList(config.station_list, warn=log.warning)
         self.spool = Spool(config.spool_dir)
+        self.guesses = guessing.GuessLimiter(config.data_dir, config.max_failed_logins,
+                                             config.login_lockout, log)
 
     # -- POST -------------------------------------------------------------------------
 
@@ -63,8 +65,8 @@ class UpdateReceiver:
         body = read_body(environ, self.config.max_body)
         fields = _required_fields(parse_form(environ.get("CONTENT_TYPE", ""), body))
         station_id = fields["station_id"].decode("utf-8", "replace")
-        station = self.stations.authenticate(
-            station_id, fields["password"].decode("utf-8", "replace"), role=kind)
+        station = self._authenticated(station_id, fields["password"].decode("utf-8", "replace"),
+                                      kind, environ.get("REMOTE_ADDR", ""))
         checksum = _checked_checksum(fields["checksum"], fields["data"])
         decoded, payload, valid_from = self._checked_data(kind, fields["data"], datestr, now)
 
@@ -123,6 +125,22 @@ class UpdateReceiver:
         return self._answer(codes.OK, f"OK: accepted as update {uid}; the writer commits it "
                                       f"shortly (GET /updates/{uid} tells when)",
                             plan, kind, f"update {uid}: spooled", uid)
+
+    def _authenticated(self, station_id: str, password: str, role: str, address: str):
+        """The station, unless it or the address is locked out for guessing (213, before
+        the password is looked at) or the password is wrong (203, counted)."""
+        keys = [guessing.station_key(station_id), guessing.address_key(address)]
+        self.guesses.check(keys)
+        try:
+            station = self.stations.authenticate(station_id, password, role=role)
+        except CodedError as err:
+            if err.code == codes.WRONG_PASSWORD:
+                self.guesses.failed(keys)
+            elif err.code == codes.UNKNOWN_STATION:
+                self.guesses.failed(keys[1:])   # made-up ids must not grow the counts file
+            raise
+        self.guesses.succeeded(station.station_id)
+        return station
 
     def _checked_data(self, kind: str, data: bytes, datestr: str | None, now: datetime):
         """(decoded data, payload, valid_from in µs), or the first refusal 208-211 / 301."""
