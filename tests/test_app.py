@@ -352,8 +352,7 @@ def test_what_request_lines_remember_stays_bounded(app, tmp_path):
 
 
 def test_request_lines_name_the_process_that_answered_also_after_a_fork(app, tmp_path):
-    # The pid is looked up once a second: a child forked within the same second must not
-    # log under its parent's pid.
+    # A child forked right after its parent answered must not log under its parent's pid.
     app.get("/fplane/20180707", extra_environ={"REMOTE_ADDR": "192.0.2.1"})
     pid = os.fork()
     if pid == 0:  # the child: never return into pytest
