@@ -19,7 +19,7 @@ from wsgi.app import application
 from writer import admin
 
 REPO = Path(__file__).resolve().parent.parent
-STATIC_ROWS = REPO / "examples" / "static_rows.txt"
+STATIC_ROWS = REPO / "wsgi" / "static_rows.txt"
 
 
 def write_config(directory: Path, **sections) -> Path:

@@ -76,7 +76,7 @@ def admin(config: Path, *args) -> Run:
 def write_config(directory: Path, **general) -> Path:
     """A config.ini whose paths are relative to its own directory (as the template's are)."""
     directory.mkdir(parents=True, exist_ok=True)
-    shutil.copy(REPO / "examples" / "static_rows.txt", directory / "static_rows.txt")
+    shutil.copy(REPO / "wsgi" / "static_rows.txt", directory / "static_rows.txt")
     settings = {"log": "log/fplaneserver.log", "station_list": "station_list.csv",
                 "data_dir": "data", "spool_dir": "spool", **general}
     path = directory / "config.ini"

@@ -7,6 +7,7 @@ message an operator can act on instead of failing on the first request.
 """
 
 import configparser
+import importlib.resources
 import logging
 import math
 from dataclasses import dataclass
@@ -16,6 +17,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from wsgi import fplane
 
 STORE_FILENAME = "fplane.sqlite"
+# The site's special rows shipped inside the package: [Site] static_rows when it is empty,
+# so a config.ini copied anywhere finds them without a path to the source tree.
+SHIPPED_STATIC_ROWS = Path(str(importlib.resources.files("wsgi").joinpath("static_rows.txt")))
 
 
 class ConfigError(Exception):
@@ -36,7 +40,7 @@ class Config:
     cors_origins: tuple[str, ...]
     # [Site]
     timezone: ZoneInfo
-    static_rows_file: Path | None
+    static_rows_file: Path      # the shipped SHIPPED_STATIC_ROWS unless [Site] static_rows names one
     static_rows: tuple[fplane.Row, ...]
     # [Update]
     max_age: int
@@ -88,7 +92,7 @@ def load_config(path) -> Config:
 
     values = _checked_values(parser, path)
     reader = _Reader(path, values)
-    static_rows_file = reader.optional_path("Site", "static_rows")
+    static_rows_file = reader.optional_path("Site", "static_rows") or SHIPPED_STATIC_ROWS
     return Config(
         path=path,
         log=reader.optional_path("General", "log"),
@@ -186,9 +190,7 @@ class _Reader:
         except (ZoneInfoNotFoundError, ValueError):
             self._fail(section, key, "not an IANA time zone name (e.g. America/Chicago)")
 
-    def static_rows(self, section, key, path: Path | None) -> tuple[fplane.Row, ...]:
-        if path is None:
-            return (fplane.REFERENCE_ROW,)
+    def static_rows(self, section, key, path: Path) -> tuple[fplane.Row, ...]:
         try:
             text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as err:
