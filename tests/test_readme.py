@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import REPO
+from tests.support import REPO, required_programs
 from tests.test_deploy import running_uwsgi
 
 README = REPO / "README"
@@ -90,6 +90,7 @@ def test_the_readme_has_its_samples():
 def demo(tmp_path_factory):
     """The demo site of `make run`, served by uWSGI (with its writer), and a directory to
     run the README's commands in."""
+    required_programs("curl", install="apt-get install curl")
     root = tmp_path_factory.mktemp("readme")
     var = root / "var"
     var.mkdir()
