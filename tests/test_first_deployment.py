@@ -16,6 +16,7 @@ import pwd
 import re
 import shlex
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -158,16 +159,24 @@ def test_the_first_deployment_as_the_readme_says(tmp_path):
         "2018-01-05T06:00:00Z", "2018-02-12T06:00:00Z", "2018-03-19T05:00:00Z"]
 
     # 6: the service, started as the systemd unit starts it.
-    command, environment, workdir, stop_timeout = unit_service(site.localise(UNIT.read_text()))
+    unit = site.localise(UNIT.read_text())
+    command, environment, workdir, stop_timeout = unit_service(unit)
     assert environment["FPLANE_CONFIG"] == str(site.home / "config.ini")
-    env = {**site.env(), **environment}
+    # Type=notify: systemd waits for READY=1 on its notification socket; this one stands in.
+    assert re.search(r"(?m)^Type=notify$", unit)
+    notifications = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notifications.bind(str(tmp_path / "notify"))
+    notifications.settimeout(60)
+    env = {**site.env(), **environment, "NOTIFY_SOCKET": str(tmp_path / "notify")}
     with open(tmp_path / "journal.log", "wb") as journal:
         service = subprocess.Popen(command, cwd=workdir, env=env, stdout=journal,
                                    stderr=subprocess.STDOUT)
     try:
+        received = ""
+        while "READY=1" not in received:
+            received += notifications.recv(4096).decode()
         base = f"http://127.0.0.1:{site.port}"
-        wait_for(lambda: service.poll() is not None or _answers(base), "uWSGI to answer")
-        assert service.poll() is None, (tmp_path / "journal.log").read_text()
+        assert _answers(base), (tmp_path / "journal.log").read_text()
 
         # 7: health and verify, as the README's lines run them.
         health, verify = prompted(numbered[7], "fplane$")
@@ -206,6 +215,7 @@ def test_the_first_deployment_as_the_readme_says(tmp_path):
         weekday = time.strftime("%a")
         assert (site.home / "backup" / f"fplane-{weekday}.sqlite").stat().st_size > 0
     finally:
+        notifications.close()
         service.send_signal(signal.SIGTERM)   # KillSignal of the unit
         try:
             status_code = service.wait(timeout=stop_timeout)
