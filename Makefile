@@ -3,24 +3,29 @@
 # built from source by pip the first time.
 #
 #   make test                 run the test suite (PYTEST_ARGS='-k store -x' to narrow it)
-#   make run                  demo data in var/, then uWSGI on http://127.0.0.1:$(PORT)/
+#   make run                  demo data in var/, then uWSGI on http://127.0.0.1:$(PORT)/ (PORT=9000 for another)
 #   make bench                benchmarks in tests/bench (never part of `make test`)
 #   make clean / distclean    remove generated files / and the virtualenv
 
 PYTHON ?= python3
 PORT ?= 8080
+# make run's demo site (config.ini, store, logs); a test points it at a temporary directory.
+VAR ?= var
 PYTEST_ARGS ?=
 
 VENV := .venv
 VPY := $(VENV)/bin/python
 # Touched only after a successful install, so an interrupted pip run is retried
-# and a change to the dependencies re-installs.
+# and a change to the dependencies re-installs. INSTALLED: the package with the test
+# extras (make test, make venv); RUN_INSTALLED: what running needs, no test tools (make run).
 INSTALLED := $(VENV)/.installed
+RUN_INSTALLED := $(VENV)/.installed-run
 # Touched only after examples/demo.py succeeds, so a failed demo is retried.
-DEMO_READY := var/.demo-ready
+DEMO_READY := $(VAR)/.demo-ready
+REQUEST_LOG := $(VAR)/log/fplaneserver.log
 
 .DEFAULT_GOAL := help
-.PHONY: help venv test run bench clean distclean
+.PHONY: help venv test run port-free bench clean distclean
 
 help:
 	@sed -n 's/^#   //p' $(firstword $(MAKEFILE_LIST))
@@ -30,31 +35,53 @@ venv: $(INSTALLED)
 $(INSTALLED): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VPY) -m pip install -e '.[test]'
+	touch $@ $(RUN_INSTALLED)
+
+$(RUN_INSTALLED): setup.cfg pyproject.toml
+	@echo "make: installing fplaneserver into $(VENV) (the first time pip builds uWSGI from source: minutes)"
+	$(PYTHON) -m venv $(VENV)
+	$(VPY) -m pip install -q -e .
 	touch $@
 
 test: $(INSTALLED)
 	$(VPY) -m pytest $(PYTEST_ARGS)
 
 # Order-only on the venv: a later dependency change must not re-run the demo.
-$(DEMO_READY): | $(INSTALLED)
-	mkdir -p var
-	$(VPY) examples/demo.py --config var/config.ini
+$(DEMO_READY): | $(RUN_INSTALLED)
+	mkdir -p $(VAR)
+	$(VPY) examples/demo.py --config $(VAR)/config.ini
 	touch $@
 
-# exec: uWSGI replaces the recipe's shell, so Ctrl-C and SIGTERM reach its
-# master directly. PATH lets uWSGI's attached daemons find the console scripts.
-run: $(INSTALLED) $(DEMO_READY)
+# Before anything is installed or built: a busy port is one line (make's own, from $(error)).
+# Something answering a connection on it means it is taken (by an earlier make run, say).
+port_problem = $(shell $(PYTHON) -c 'import socket, sys; p = sys.argv[1]; print( \
+    f"PORT={p} is not a port number" if not (p.isdigit() and 0 < int(p) < 65536) else \
+    f"port {p} on 127.0.0.1 is in use" if socket.socket().connect_ex(("127.0.0.1", int(p))) == 0 \
+    else "")' '$(PORT)')
+port-free:
+	$(if $(port_problem),$(error make run: $(port_problem); choose another: make run PORT=9000))
+
+# In the foreground: the request log (every request, every commit of the writer), followed
+# from the log file; uWSGI's own start-up lines go to $(VAR)/log/uwsgi.log, shown only if
+# it fails. PATH lets uWSGI's attached daemon find fplane-writer. Ctrl-C stops it all.
+run: port-free $(RUN_INSTALLED) $(DEMO_READY)
 	@echo
 	@echo "fplaneserver: http://127.0.0.1:$(PORT)/  (open it in a browser; Ctrl-C stops it)"
 	@echo "try:  $(VENV)/bin/get_fplane --url http://127.0.0.1:$(PORT) 20180715   (writes fplane20180715.txt)"
 	@echo "  or: curl 'http://127.0.0.1:$(PORT)/fplane/20180715?actual_pos=0&full_fplane=1'"
 	@echo "post a status as the TCS does (the writer commits it within seconds):"
 	@echo "      $(VPY) examples/demo.py status | $(VENV)/bin/update_fplane --station demo-tcs \\"
-	@echo "        --password-file var/demo-tcs.password --url http://127.0.0.1:$(PORT) -"
+	@echo "        --password-file $(VAR)/demo-tcs.password --url http://127.0.0.1:$(PORT) -"
+	@echo "requests as they come (also in $(REQUEST_LOG)):"
 	@echo
-	FPLANE_CONFIG='$(CURDIR)/var/config.ini' FPLANE_PORT='$(PORT)' \
+	@mkdir -p '$(VAR)/log' && touch '$(REQUEST_LOG)'
+	@tail -n 0 -F '$(REQUEST_LOG)' 2>/dev/null & follower=$$!; \
+	FPLANE_CONFIG='$(abspath $(VAR))/config.ini' FPLANE_PORT='$(PORT)' \
 	PATH='$(CURDIR)/$(VENV)/bin':"$$PATH" \
-	exec $(VENV)/bin/uwsgi --ini examples/uwsgi.ini
+	$(VENV)/bin/uwsgi --ini examples/uwsgi.ini --logto '$(VAR)/log/uwsgi.log'; status=$$?; \
+	kill $$follower 2>/dev/null; \
+	if [ $$status -ne 0 ]; then echo "uWSGI stopped (exit status $$status); the end of $(VAR)/log/uwsgi.log:"; \
+	    tail -n 20 '$(VAR)/log/uwsgi.log'; fi; exit $$status
 
 bench: $(INSTALLED)
 	$(VPY) -m pytest tests/bench -p no:cacheprovider -s $(PYTEST_ARGS)

@@ -28,6 +28,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from wsgi import fplane  # noqa: E402
+from wsgi.config import SHIPPED_STATIC_ROWS  # noqa: E402
 
 DEMO_STATION = "demo-tcs"
 
@@ -64,7 +65,7 @@ def main(argv=None) -> int:
 
     demo_dir = var / "demo"
     demo_dir.mkdir(exist_ok=True)
-    static_rows = fplane.parse_static_rows((REPO / "examples" / "static_rows.txt").read_text())[0]
+    static_rows = fplane.parse_static_rows(SHIPPED_STATIC_ROWS.read_text())[0]
     for valid_from, comment, name, rows in demo_configurations(static_rows):
         path = demo_dir / name
         path.write_text(fplane.render_fplane(rows, [f"demo configuration: {comment}"], full=True))
@@ -97,7 +98,7 @@ def add_demo_station(admin, password_file: Path) -> None:
 
 def demo_status() -> dict:
     """The status after the demo history plus one IFU installed on an empty seat, now."""
-    static_rows = fplane.parse_static_rows((REPO / "examples" / "static_rows.txt").read_text())[0]
+    static_rows = fplane.parse_static_rows(SHIPPED_STATIC_ROWS.read_text())[0]
     *_, (_, _, _, rows) = demo_configurations(static_rows)
     listed = {r.ifuslot: (r.specid, r.specslot, r.ifuid) for r in rows
               if r.ifuslot in fplane.VIRUS_SLOTS and (r.specid or r.specslot or r.ifuid)}
@@ -117,8 +118,6 @@ def write_config(config: Path) -> None:
         "station_list": "station_list.csv",
         "data_dir": "data",
         "spool_dir": "spool",
-        # relative paths in config.ini are read from the config file's directory
-        "static_rows": os.path.relpath(REPO / "examples" / "static_rows.txt", config.parent.resolve()),
     }
     for key, value in settings.items():
         text, count = re.subn(rf"(?m)^{key}\s*=.*$", f"{key} = {value}", text)

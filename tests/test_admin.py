@@ -76,7 +76,7 @@ def admin(config: Path, *args) -> Run:
 def write_config(directory: Path, **general) -> Path:
     """A config.ini whose paths are relative to its own directory (as the template's are)."""
     directory.mkdir(parents=True, exist_ok=True)
-    shutil.copy(REPO / "examples" / "static_rows.txt", directory / "static_rows.txt")
+    shutil.copy(REPO / "wsgi" / "static_rows.txt", directory / "static_rows.txt")
     settings = {"log": "log/fplaneserver.log", "station_list": "station_list.csv",
                 "data_dir": "data", "spool_dir": "spool", **general}
     path = directory / "config.ini"
@@ -493,3 +493,97 @@ def test_backup_into_a_missing_directory_is_refused(two_versions, tmp_path):
     assert run.status == 1
     assert "nowhere" in run.err and "no such directory" in run.err
     assert not target.parent.exists()
+
+
+# -- what the tool says (issue 21) --------------------------------------------------------
+
+def test_without_a_config_the_tool_names_both_ways_of_giving_one(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env.pop("FPLANE_CONFIG", None)
+    proc = subprocess.run([sys.executable, "-m", "writer.admin", "history"], cwd=tmp_path,
+                          env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert "-c config.ini" in proc.stderr and "FPLANE_CONFIG" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_counts_of_one_are_singular(initialised, tmp_path):
+    import_rows(initialised, A, "20180701")
+    assert "(schema" in admin(initialised, "init").out
+    assert ", 1 version)" in admin(initialised, "init").out
+    assert "store OK: 1 version," in admin(initialised, "verify").out
+    run = admin(initialised, "backup", tmp_path / "copy.sqlite")
+    assert "backup of 1 version written" in run.out
+    bad = write_file(initialised, "one_problem.txt",
+                     full_commented_text(A).replace("\n021\t", "\n021\tx\t", 1))
+    run = admin(initialised, "import", bad, "--valid-from", "20180801")
+    assert run.status == 1
+    assert "(1 problem)" in run.err, run.err
+
+
+def test_backup_never_replaces_an_existing_file_unless_forced(two_versions, tmp_path):
+    target = tmp_path / "fplane-backup.sqlite"
+    target.write_bytes(b"last week's backup")
+
+    run = admin(two_versions, "backup", target)
+
+    assert run.status == 1
+    assert str(target) in run.err and "--force" in run.err
+    assert target.read_bytes() == b"last week's backup"
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+    run = admin(two_versions, "backup", "--force", target)
+
+    assert run.status == 0, run.err
+    copy = Store.open_readonly(target)
+    try:
+        assert copy.history() == stored_history(two_versions)
+    finally:
+        copy.close()
+
+
+def assert_columns_aligned(lines: list[str], header: str, names: list[str],
+                           right: tuple[str, ...] = ()) -> None:
+    """Every row keeps the gap before each header name blank, and its cell of a left-aligned
+    column starts where the header's name does."""
+    for name in names[1:]:
+        start = header.index(name)
+        for line in lines:
+            assert line[start - 2:start] == "  ", (name, header, line)
+            assert name in right or line[start] != " ", (name, header, line)
+
+
+def test_history_columns_stay_aligned_whatever_the_values(initialised):
+    import_rows(initialised, A, "20180701")
+    # An instant with microseconds is wider than the rest; a comment may hold a newline.
+    path = write_file(initialised, "b.txt", full_commented_text(B))
+    run = admin(initialised, "import", path, "--valid-from", "2018-07-10T05:00:00.250000Z",
+                "--comment", "seat lost its spectrograph\nforged line")
+    assert run.status == 0, run.err
+
+    lines = admin(initialised, "history").out.splitlines()
+
+    header, rows = lines[0], lines[1:3]
+    assert_columns_aligned(rows, header, ["version", "valid_from", "valid_until", "recorded_at",
+                                          "IFUs", "station / source / comment"], right=("IFUs",))
+    assert len(lines) == 3 and "forged line" in rows[1]
+
+
+def test_held_columns_stay_aligned_whatever_the_values(two_versions):
+    from wsgi.store import UpdateRecord
+    store = Store.open_writable(store_path(two_versions))
+    try:
+        for n, (station, received) in enumerate((("tcs", 1530421200_000000),
+                                                 ("astrometry-station-west", 1530421200_123456))):
+            store.record_update(UpdateRecord(
+                update_id=f"{n:020x}", kind="config", station=station, checksum="0" * 64,
+                received_at=received, valid_from=1530421200_000000, remote_addr="127.0.0.1",
+                payload="{}"), "held", received, reason=f"held reason {n}")
+    finally:
+        store.close()
+
+    lines = admin(two_versions, "held").out.splitlines()
+
+    header, rows = lines[0], lines[1:3]
+    assert_columns_aligned(rows, header, ["update", "received_at", "valid_from", "station", "why held"])
+    assert rows[1].endswith("held reason 1") and "astrometry-station-west" in rows[1]

@@ -128,6 +128,18 @@ def test_correction_wins_and_known_at_shows_the_past(config, app):
     assert old.headers["Cache-Control"] == "public, max-age=31536000"
 
 
+def test_known_at_before_the_first_recording_says_nothing_was_recorded_yet(app):
+    first_recorded = app.get("/history?format=json").json["versions"][0]["recorded_at"]
+
+    pinned = app.get("/fplane/20180707", {"known_at": "2000-01-01T00:00:00Z"}, status=404)
+
+    line = pinned.text.splitlines()[0]
+    assert line.startswith("302 no configuration known for 2018-07-07T05:00:00Z")
+    assert "as known at 2000-01-01T00:00:00Z: nothing had been recorded by then" in line
+    assert f"the first version was recorded at {first_recorded}" in line
+    assert "holds no versions" not in line
+
+
 def test_store_change_is_seen_without_restart(config, app):
     """The worker keeps whole responses, but never past a change of the store."""
     assert "comment: IFU swap" in app.get("/fplane/20181001").text

@@ -89,7 +89,7 @@ def server(tmp_path_factory):
         f"data_dir = {home / 'data'}\n"
         f"spool_dir = {home / 'spool'}\n"
         "[Site]\n"
-        f"static_rows = {REPO / 'examples' / 'static_rows.txt'}\n"
+        f"static_rows = {REPO / 'wsgi' / 'static_rows.txt'}\n"
     )
     _admin(config, "init")
     for name, rows, valid_from, extra in (

@@ -6,12 +6,14 @@ naming the file, the section and the key.
 import configparser
 import logging
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
 
-from wsgi.config import STORE_FILENAME, ConfigError, load_config
+from wsgi.config import SHIPPED_STATIC_ROWS, STORE_FILENAME, ConfigError, load_config
 from wsgi.fplane import REFERENCE_ROW, Row
 
 REPO = Path(__file__).resolve().parent.parent
@@ -124,8 +126,10 @@ def test_defaults_when_optional_keys_are_absent(tmp_path, extra_sections):
     assert config.log is None  # standard error
     assert config.loglevel == logging.INFO
     assert config.cors_origins == ()
-    assert config.static_rows_file is None
-    assert config.static_rows == (REFERENCE_ROW,)
+    # The site's rows shipped with the package, found wherever config.ini is.
+    assert config.static_rows_file == SHIPPED_STATIC_ROWS
+    assert {r.ifuslot for r in config.static_rows} == static_row_seats(SHIPPED_STATIC_ROWS)
+    assert {0, 56, 66, 600, 603} <= {r.ifuslot for r in config.static_rows}
     assert config.smtp_host == "" and config.recipients == ()  # notifications only logged
     assert config.smtp_port == 25
 
@@ -230,19 +234,50 @@ def static_row_seats(path: Path) -> set[int]:
 def test_the_shipped_template_loads_in_place(elsewhere):
     config = load_config(REPO / "config.ini.example")
     assert config.data_dir == REPO / "var" / "data"
-    assert config.static_rows_file == REPO / "examples" / "static_rows.txt"
+    assert config.static_rows_file == SHIPPED_STATIC_ROWS
     assert {r.ifuslot for r in config.static_rows} == static_row_seats(config.static_rows_file)
     assert config.timezone == ZoneInfo("America/Chicago")
 
 
-def test_the_shipped_template_loads_when_copied_beside_its_static_rows(tmp_path, elsewhere):
-    site = tmp_path / "site"
-    (site / "examples").mkdir(parents=True)
+@pytest.mark.parametrize("where", ["srv/fplane/config.ini", "etc/fplaneserver.ini"])
+def test_the_shipped_template_works_wherever_it_is_copied(tmp_path, elsewhere, where):
+    """Nothing in it points into the source tree: its paths are relative to the copy, and
+    the static rows come from the installed package."""
+    copy = tmp_path / where
+    copy.parent.mkdir(parents=True)
+    shutil.copy(REPO / "config.ini.example", copy)
+
+    config = load_config(copy)
+
+    assert config.data_dir == copy.parent / "var" / "data"
+    assert config.station_list == copy.parent / "var" / "station_list.csv"
+    assert config.log == copy.parent / "var" / "log" / "fplaneserver.log"
+    assert config.static_rows_file == SHIPPED_STATIC_ROWS
+    assert config.static_rows == load_config(REPO / "config.ini.example").static_rows
+    assert len(config.static_rows) > 1
+
+
+def test_an_installed_package_finds_its_static_rows_from_a_copied_template(tmp_path):
+    """A real install (a wheel, not this source tree): the template copied to /srv-like
+    directory loads with the static rows of the installed package."""
+    wheels, target, site = tmp_path / "wheels", tmp_path / "installed", tmp_path / "srv"
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
+    subprocess.run(pip + ["wheel", "--no-deps", "-w", str(wheels),
+                          str(REPO)], check=True, capture_output=True, timeout=300)
+    [wheel] = wheels.glob("fplaneserver-*.whl")
+    subprocess.run(pip + ["install", "--no-deps", "--target", str(target), str(wheel)],
+                   check=True, capture_output=True, timeout=300)
+    site.mkdir()
     shutil.copy(REPO / "config.ini.example", site / "config.ini")
-    shutil.copy(REPO / "examples" / "static_rows.txt", site / "examples" / "static_rows.txt")
-    config = load_config(site / "config.ini")
-    assert config.data_dir == site / "var" / "data"
-    assert config.static_rows_file == site / "examples" / "static_rows.txt"
+    probe = ("import sys; from wsgi.config import load_config; c = load_config(sys.argv[1]); "
+             "print(c.static_rows_file); print(len(c.static_rows))")
+
+    # -I: the installed copy only, never this source tree (nor the cwd, nor PYTHONPATH).
+    out = subprocess.run([sys.executable, "-I", "-c", f"import sys; sys.path.insert(0, {str(target)!r}); {probe}",
+                          str(site / "config.ini")], cwd=site, check=True, capture_output=True,
+                         text=True, timeout=60).stdout.split()
+
+    assert out == [str(target / "wsgi" / "static_rows.txt"), str(len(load_config(REPO / "config.ini.example").static_rows))]
 
 
 def test_the_shipped_template_documents_every_key_of_the_contract():

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.fplane_samples import SPECIAL_ROWS, grid_position, make_rows
-from wsgi.diff import KINDS, Change, diff_rows, summary
+from wsgi.diff import KINDS, Change, diff_rows, in_brief, summary
 from wsgi.fplane import REFERENCE_ROW, VIRUS_SLOTS, Row
 
 
@@ -322,6 +322,18 @@ def test_a_seat_given_twice_is_refused():
 ])
 def test_summary(kinds, expected):
     assert summary(Change(k, 46, "x") for k in kinds) == expected
+
+
+def test_in_brief_says_one_change_itself_and_many_by_their_count():
+    old = config({21: (315, 218, 73)})
+    one = config({21: (315, 218, 73), 14: (330, 260, 84)})
+    assert in_brief(diff_rows(old, one)) == "IFU 084 installed at seat 014 (spectrograph 330)"
+    two = config({21: (25, 218, 73), 14: (330, 260, 84)})
+    assert in_brief(diff_rows(old, two)) == ("IFU 084 installed at seat 014 (spectrograph 330); "
+                                             "spectrograph 315 replaced by 025 at seat 021 (IFU 073)")
+    many = config({21: (25, 218, 73), 14: (330, 260, 84), 15: (331, 261, 85)})
+    assert in_brief(diff_rows(old, many)) == "3 changes: 2 IFUs installed, 1 spectrograph replaced"
+    assert in_brief(()) == "no change"
 
 
 def test_as_json_is_json_ready_with_file_style_ids():

@@ -102,7 +102,7 @@ def test_config_shows_the_effective_values(tmp_path):
     assert "[Writer]\nsleep = 2.5  ; seconds\n" in text
     assert "timezone = America/Chicago\n" in text
     rows = len(load_config(config).static_rows)
-    assert f"static_rows = {REPO / 'examples' / 'static_rows.txt'}  ; {rows} rows\n" in text
+    assert f"static_rows = {REPO / 'wsgi' / 'static_rows.txt'}  ; {rows} rows (shipped with fplaneserver)\n" in text
 
 
 def test_config_lists_every_setting_of_config_ini(app):

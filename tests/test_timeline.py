@@ -1,5 +1,7 @@
 """wsgi/timeline.py: the version table and an IFU's life, from plain Versions and rows."""
 
+from dataclasses import replace
+
 from wsgi import timeline
 from wsgi.fplane import Row
 from wsgi.store import Version
@@ -38,6 +40,20 @@ def test_history_table_has_one_line_per_version_and_flags_superseded_ones():
     # A newline in a station's comment cannot forge a row.
     assert "[superseded by version 3] swap forged line" in lines[2]
     assert lines[3].split()[2] == "open"
+
+
+def test_history_table_columns_stay_aligned_whatever_the_values():
+    versions = [version(1, 0, until_day=5, station="tcs", comment="first light"),
+                version(2, 5, station="astrometry-station-west-dome", comment="positions")]
+    # An instant with microseconds is wider than a whole-second one.
+    versions[1] = replace(versions[1], valid_from=versions[1].valid_from + 250_000)
+
+    header, *rows = timeline.history_text(versions).splitlines()
+
+    for name in ("valid_from", "valid_until", "recorded_at", "station", "comment"):
+        start = header.index(name)
+        assert all(row[start - 1] == " " and row[start] != " " for row in rows), (name, rows)
+    assert rows[1].endswith("astrometry-station-west-dome positions")
 
 
 def test_version_json_uses_the_contract_words():

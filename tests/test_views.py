@@ -63,13 +63,35 @@ def test_history_lists_every_version_as_a_table(app):
 
 def test_history_as_json_with_from_and_to_filters(app):
     document = app.get("/history?format=json&from=20180615&to=20180715").json
-    assert [v["version"] for v in document["versions"]] == [2]
-    version = document["versions"][0]
+    # Version 1 is valid since before `from`, until 2018-07-01: valid during the window too.
+    assert [v["version"] for v in document["versions"]] == [1, 2]
+    version = document["versions"][1]
     assert version["valid_from"] == "2018-07-01T05:00:00Z"
     assert version["valid_until"] == "2018-08-01T05:00:00Z"
     assert version["comment"] == "IFU swap"
     assert version["active_ifus"] == len(SWAP)
     assert version["superseded_by"] is None
+
+
+@pytest.mark.parametrize("window, listed", [
+    ("from=20180615&to=20180616", [1]),            # inside version 1: valid since before `from`
+    ("from=20180701", [2, 3]),                     # `from` on a version's start: from it on
+    ("from=2018-07-01T04:59:59Z", [1, 2, 3]),      # a second before it: version 1 still valid
+    ("to=20180701", [1]),                          # `to` excluded: version 2 starts then
+    ("to=2018-07-01T05:00:01Z", [1, 2]),
+    ("from=20170101&to=20180601", []),             # before the history starts
+    ("from=20190101", [3]),                        # the open version, valid since long before
+    ("from=20180715&to=20180615", []),             # an empty window
+])
+def test_history_lists_every_version_valid_at_some_moment_of_the_window(app, window, listed):
+    document = app.get(f"/history?format=json&{window}").json
+    assert [v["version"] for v in document["versions"]] == listed
+
+
+def test_history_window_keeps_a_correction_of_the_version_valid_at_its_start(config, app):
+    import_rows(config, make_rows(SWAP), "20180601", "--comment", "correction of first light")
+    versions = app.get("/history?format=json&from=20180615&to=20180616").json["versions"]
+    assert [(v["version"], v["superseded_by"]) for v in versions] == [(1, 4), (4, None)]
 
 
 def test_a_correction_shows_which_version_it_superseded(config, app):
@@ -148,6 +170,19 @@ def test_ifu_timeline_follows_the_bundle_from_seat_to_seat(app):
 def test_ifu_that_is_not_an_id_is_code_303(app, ifuid):
     response = app.get(f"/ifu/{ifuid}", status=404)
     assert response.headers["X-FPlane-Code"] == "303"
+
+
+@pytest.mark.parametrize("ifuid, why", [
+    ("900", "placeholders of the special rows"),
+    ("999", "placeholders of the special rows"),
+    ("000", "means no IFU bundle"),
+])
+def test_ifu_ids_that_name_no_bundle_say_they_are_not_ifus(app, ifuid, why):
+    # The store holds rows with these ids (the 000, LRS2 and fibre rows; empty seats).
+    response = app.get(f"/ifu/{ifuid}", status=404)
+    assert response.headers["X-FPlane-Code"] == "303"
+    assert response.text.startswith(f"303 {ifuid} is not an IFU: ")
+    assert why in response.text
 
 
 def test_ifu_never_in_the_focal_plane_is_code_303(app):

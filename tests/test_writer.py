@@ -263,6 +263,32 @@ def test_once_commits_a_posted_update_end_to_end(svc):
     assert STATION in line and f"update {uid}" in line
 
 
+def test_a_committed_status_is_commented_with_its_change_in_instrument_terms(svc):
+    empty_seat = min(r.ifuslot for r in make_rows() if r.ifuslot in VIRUS_SLOTS and not r.ifuid)
+    uid = post(svc, hardware(changes={empty_seat: (330, 260, 84)}))
+    assert run_writer(svc.config, "--once").status == 0
+
+    [(comment,)] = store_query(svc, "SELECT comment FROM versions WHERE id = ?",
+                               updates_state(svc, uid)["version"])
+
+    assert comment == (f"IFU 084 installed at seat {empty_seat:03d} (spectrograph 330); "
+                       f"update {uid}")
+    # ... and the history, the feed and the page show it.
+    assert comment in svc.app.get("/history").text
+    assert f"IFU 084 installed at seat {empty_seat:03d}" in svc.app.get("/feed").text
+
+
+def test_a_status_with_many_changes_is_commented_with_their_count(svc):
+    dropped = SEATS[:3]
+    uid = post(svc, hardware(drop=dropped, changes={SEATS[3]: (NEW_SPECID, *ACTIVE[SEATS[3]][1:])}))
+    assert run_writer(svc.config, "--once").status == 0
+
+    [(comment,)] = store_query(svc, "SELECT comment FROM versions WHERE id = ?",
+                               updates_state(svc, uid)["version"])
+
+    assert comment == f"4 changes: 3 IFUs removed, 1 spectrograph replaced; update {uid}"
+
+
 def test_fplane_writer_console_script_is_installed(svc):
     """The command the contract names, as cron or uWSGI runs it."""
     script = Path(sys.executable).parent / "fplane-writer"

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from wsgi import dates, fplane
 from wsgi import stations
+from wsgi.plaintext import plural, render as table
 from wsgi.config import ConfigError, load_config
 from wsgi.files import replace_durably, write_atomically
 from wsgi.reading import FplaneQuery, FplaneReader, until_text
@@ -41,7 +42,11 @@ class Refused(Exception):
 
 
 def main(argv=None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not args.config:
+        # Exit status 2 (bad usage), naming both ways of giving it.
+        parser.error("no config file: give -c config.ini, or set FPLANE_CONFIG=/path/to/config.ini")
     try:
         config = load_config(args.config)
         return args.command(config, args)
@@ -62,7 +67,6 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fplane-admin", description="Manage the fplaneserver store.")
     parser.add_argument("-c", "--config", default=os.environ.get("FPLANE_CONFIG"),
-                        required="FPLANE_CONFIG" not in os.environ,
                         help="config.ini (default: $FPLANE_CONFIG)")
     commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
 
@@ -93,6 +97,7 @@ def _parser() -> argparse.ArgumentParser:
 
     backup = commands.add_parser("backup", help="an online, consistent copy of the store")
     backup.add_argument("file", type=Path, metavar="FILE")
+    backup.add_argument("--force", action="store_true", help="replace FILE if it exists")
     backup.set_defaults(command=cmd_backup)
 
     add_station = commands.add_parser(
@@ -137,7 +142,7 @@ def cmd_init(config, args) -> int:
         write_atomically(config.station_list, stations.HEADER_LINE.encode(), mode=0o600)
         print(f"created the station list {config.station_list}")
     if existed:
-        print(f"store {config.store_path} is ready (schema {schema}, {versions} versions)")
+        print(f"store {config.store_path} is ready (schema {schema}, {plural(versions, 'version')})")
     else:
         print(f"created an empty store {config.store_path} (schema {schema})")
     print(f"spool {config.spool_dir} is ready")
@@ -161,7 +166,7 @@ def cmd_import(config, args) -> int:
     if parsed.errors:
         for error in parsed.errors:
             print(f"{args.file}: {error}", file=sys.stderr)
-        raise Refused(f"{args.file}: not imported ({len(parsed.errors)} problems); nothing recorded")
+        raise Refused(f"{args.file}: not imported ({plural(len(parsed.errors), 'problem')}); nothing recorded")
 
     station = _operator()
     source = f"import of {args.file.name}"
@@ -214,20 +219,20 @@ def cmd_history(config, args) -> int:
         position_sets = store.position_set_history()
 
     # recorded_at keeps its microseconds: it is what a known_at query needs to name.
-    print(f"{'version':>7}  {'valid_from':<20}  {'valid_until':<20}  {'recorded_at':<27}  "
-          f"{'IFUs':>4}  station / source / comment")
-    for v in versions:
-        print(f"{v.id:>7}  {dates.format_micros(v.valid_from):<20}  "
-              f"{until_text(v.valid_until):<20}  "
-              f"{dates.format_micros(v.recorded_at):<27}  {v.active_ifus:>4}  "
-              + " / ".join(part for part in (v.station, v.source, v.comment) if part))
+    for line in table(
+            ("version", "valid_from", "valid_until", "recorded_at", "IFUs",
+             "station / source / comment"),
+            [(v.id, dates.format_micros(v.valid_from), until_text(v.valid_until),
+              dates.format_micros(v.recorded_at), v.active_ifus, _provenance(v))
+             for v in versions], right=(0, 4)):
+        print(line)
     if position_sets:
         print()
-        print(f"{'posset':>7}  {'valid_from':<20}  {'recorded_at':<27}  station / source / comment")
-        for p in position_sets:
-            print(f"{p.id:>7}  {dates.format_micros(p.valid_from):<20}  "
-                  f"{dates.format_micros(p.recorded_at):<27}  "
-                  + " / ".join(part for part in (p.station, p.source, p.comment) if part))
+        for line in table(
+                ("posset", "valid_from", "recorded_at", "station / source / comment"),
+                [(p.id, dates.format_micros(p.valid_from), dates.format_micros(p.recorded_at),
+                  _provenance(p)) for p in position_sets], right=(0,)):
+            print(line)
     if not versions:
         print("(no versions yet: fplane-admin import FILE --valid-from D)")
     return 0
@@ -244,9 +249,9 @@ def cmd_verify(config, args) -> int:
     for problem in problems:
         print(f"problem: {problem}")
     if problems:
-        raise Refused(f"verify found {len(problems)} problems")
-    print(f"store OK: {versions} versions, schema, content hashes and update records check out")
-    print(f"spool: {spool.backlog()} updates waiting, {len(spool.failed_names())} failed "
+        raise Refused(f"verify found {plural(len(problems), 'problem')}")
+    print(f"store OK: {plural(versions, 'version')}, schema, content hashes and update records check out")
+    print(f"spool: {plural(spool.backlog(), 'update')} waiting, {len(spool.failed_names())} failed "
           f"(in {spool.failed}), {held} held for review (fplane-admin held)")
     beat = read_heartbeat(config.data_dir)
     print("writer: no heartbeat yet (has fplane-writer ever run?)" if beat is None else
@@ -258,6 +263,9 @@ def cmd_backup(config, args) -> int:
     target = args.file.absolute()
     if not target.parent.is_dir():
         raise Refused(f"{target.parent}: no such directory")
+    if target.exists() and not args.force:
+        # An earlier backup is worth keeping until the operator says otherwise.
+        raise Refused(f"{target} exists; not replaced (backup --force FILE replaces it)")
     temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     with Store.open_readonly(config.store_path) as store:
         store.backup(temporary)
@@ -269,7 +277,7 @@ def cmd_backup(config, args) -> int:
         raise Refused(f"the copy failed its integrity check: {problems[0]}")
     # The copy is complete and checked: make it durable, then put it in place atomically.
     replace_durably(temporary, target)
-    print(f"backup of {versions} versions written to {target} ({target.stat().st_size} bytes)")
+    print(f"backup of {plural(versions, 'version')} written to {target} ({target.stat().st_size} bytes)")
     return 0
 
 
@@ -303,12 +311,10 @@ def cmd_stations(config, args) -> int:
     listed = stations.StationList(config.station_list)
     known = listed.stations()  # never the hashes
     if known:
-        id_width = max(len("station_id"), *(len(s.station_id) for s in known))
-        name_width = max(len("name"), *(len(s.name) for s in known))
-        print(f"{'station_id':<{id_width}}  {'name':<{name_width}}  roles")
-        for s in known:
-            print(f"{s.station_id:<{id_width}}  {s.name:<{name_width}}  "
-                  f"{stations.format_roles(s.roles) or '(none)'}")
+        for line in table(("station_id", "name", "roles"),
+                          [(s.station_id, s.name, stations.format_roles(s.roles) or "(none)")
+                           for s in known]):
+            print(line)
     else:
         print("(no stations yet: fplane-admin add-station ID --name N --roles R)")
     for problem in listed.problems:
@@ -322,10 +328,10 @@ def cmd_held(config, args) -> int:
     if not held:
         print("no updates are held for review")
         return 0
-    print(f"{'update':<20}  {'received_at':<20}  {'valid_from':<20}  {'station':<12}  why held")
-    for u in held:
-        print(f"{u.update_id:<20}  {dates.format_micros(u.received_at)[:20]:<20}  "
-              f"{dates.format_micros(u.valid_from):<20}  {u.station:<12}  {u.reason}")
+    for line in table(("update", "received_at", "valid_from", "station", "why held"),
+                      [(u.update_id, dates.format_micros(u.received_at),
+                        dates.format_micros(u.valid_from), u.station, u.reason) for u in held]):
+        print(line)
     print("release ID commits one, reject ID drops it")
     return 0
 
@@ -367,6 +373,11 @@ def _held_update(store: Store, update_id: str):
 
 def _now_micros() -> int:
     return dates.to_micros(datetime.now(timezone.utc))
+
+
+def _provenance(recorded) -> str:
+    """Who recorded a version or position set, how, and why."""
+    return " / ".join(part for part in (recorded.station, recorded.source, recorded.comment) if part)
 
 
 def _operator() -> str:

@@ -10,6 +10,8 @@ update is either wholly in the store or not at all, and its id, found again, mea
 from dataclasses import dataclass, replace
 
 from wsgi import dates
+from wsgi.diff import diff_rows, in_brief
+from wsgi.plaintext import plural
 from wsgi.store import Store, UpdateRecord
 from wsgi.updates import decode_payload, plan_configuration
 
@@ -42,11 +44,14 @@ def commit_update(store: Store, config, update: UpdateRecord, decided_at: int,
 
     An update that changes nothing is recorded as unchanged and never held."""
     _, payload = decode_payload(update.kind, update.payload, config.timezone)
-    comment = f"update {update.update_id} from station {update.station}"
+    # The change in instrument terms comes first, for the history, the feed and the page;
+    # the update id ties the version to its audit record.
+    provenance = f"update {update.update_id}"
     if released_by:
-        comment += f", released by {released_by}"
+        provenance += f", released by {released_by}"
         update = replace(update, reason=f"released by {released_by}; it was held: {update.reason}")
     if update.kind == "positions":
+        comment = f"measured positions of {plural(len(payload), 'seat')}; {provenance}"
         position_set, created = store.record_position_set(
             payload, update.valid_from, decided_at, update.station, comment,
             SOURCE[update.kind], update=update)
@@ -54,15 +59,23 @@ def commit_update(store: Store, config, update: UpdateRecord, decided_at: int,
 
     with store.snapshot():
         plan = plan_configuration(store, payload, update.valid_from, config.static_rows)
+        change = _what_changed(store, plan)
     hold_reason = "" if released_by else hold_reason or plan.hold_reason
     if hold_reason and not plan.unchanged:
         store.record_update(update, "held", decided_at, reason=hold_reason)
         return Outcome("held", reason=hold_reason)
     version, created = store.record_version(
-        plan.rows, update.valid_from, decided_at, update.station, comment,
+        plan.rows, update.valid_from, decided_at, update.station, f"{change}; {provenance}",
         SOURCE[update.kind], update=update, digest=plan.digest)
     return Outcome("committed" if created else "unchanged", version_id=version.id,
                    news=plan.news if created else ())
+
+
+def _what_changed(store: Store, plan) -> str:
+    """The plan's change from the version valid before, in instrument terms (wsgi.diff)."""
+    if plan.previous is None:
+        return "first configuration"    # its active IFUs are counted beside the comment
+    return in_brief(diff_rows(store.configuration_rows(plan.previous.configuration_id), plan.rows))
 
 
 def notification_for(update: UpdateRecord, outcome: Outcome, config_path: str) -> tuple[str, str] | None:

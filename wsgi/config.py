@@ -7,6 +7,7 @@ message an operator can act on instead of failing on the first request.
 """
 
 import configparser
+import importlib.resources
 import logging
 import math
 from dataclasses import dataclass
@@ -16,6 +17,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from wsgi import fplane
 
 STORE_FILENAME = "fplane.sqlite"
+# The site's special rows shipped inside the package: [Site] static_rows when it is empty,
+# so a config.ini copied anywhere finds them without a path to the source tree.
+SHIPPED_STATIC_ROWS = Path(str(importlib.resources.files("wsgi").joinpath("static_rows.txt")))
 
 
 class ConfigError(Exception):
@@ -38,7 +42,7 @@ class Config:
     login_lockout: int       # seconds refused (213) after that many
     # [Site]
     timezone: ZoneInfo
-    static_rows_file: Path | None
+    static_rows_file: Path      # the shipped SHIPPED_STATIC_ROWS unless [Site] static_rows names one
     static_rows: tuple[fplane.Row, ...]
     # [Update]
     max_age: int
@@ -84,7 +88,7 @@ SETTINGS = (
             "per station and per client address"),
     Setting("Server", "login_lockout", "300", "login_lockout", "positive_int", "seconds"),
     Setting("Site", "timezone", "America/Chicago", "timezone", "timezone"),
-    Setting("Site", "static_rows", "", "static_rows_file", "optional_path"),
+    Setting("Site", "static_rows", "", "static_rows_file", "static_rows_path"),
     Setting("Update", "max_age", "21600", "max_age", "positive_int", "seconds"),
     Setting("Update", "max_future", "600", "max_future", "whole_seconds", "seconds"),
     Setting("Writer", "sleep", "5", "writer_sleep", "sleep_seconds", "seconds"),
@@ -211,10 +215,12 @@ class _Reader:
         except (ZoneInfoNotFoundError, ValueError):
             self._fail(section, key, "not an IANA time zone name (e.g. America/Chicago)")
 
-    def static_rows(self, section, key, path: Path | None) -> tuple[fplane.Row, ...]:
-        """The rows of the file [section] key names (read as optional_path)."""
-        if path is None:
-            return (fplane.REFERENCE_ROW,)
+    def static_rows_path(self, section, key) -> Path:
+        """The site's static rows file: the one named, else the one shipped in the package."""
+        return self.optional_path(section, key) or SHIPPED_STATIC_ROWS
+
+    def static_rows(self, section, key, path: Path) -> tuple[fplane.Row, ...]:
+        """The rows of the file [section] key names (read as static_rows_path)."""
         try:
             text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as err:

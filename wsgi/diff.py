@@ -31,7 +31,7 @@ from wsgi import fplane
 from wsgi.fplane import (GRID_SLOTS, LRS2_SLOTS, PLACEHOLDER_ID_MIN, POSITION_TOLERANCE,
                          REFERENCE_ROW, REFERENCE_SLOT, Row)
 
-__all__ = ["Change", "KINDS", "diff_rows", "summary"]
+__all__ = ["Change", "KINDS", "diff_rows", "in_brief", "summary"]
 
 # Also the order of changes at one seat and of the words in summary(): what left a
 # seat, then what arrived, then what changed about what stayed.
@@ -127,6 +127,18 @@ def summary(changes: Iterable[Change]) -> str:
         one, many = _KIND_WORDS.get(kind, (kind, kind))
         parts.append(f"{n} {one if n == 1 else many}")
     return ", ".join(parts)
+
+
+def in_brief(changes: Iterable[Change], width: int = 120) -> str:
+    """One line for a version's comment, read at a glance in the history, the feed and the
+    page: the change itself ('IFU 084 installed at seat 014 (spectrograph 330)'), several
+    joined by '; ' while they fit in ``width`` characters, else their count and summary()
+    ('3 changes: 2 IFUs moved, 1 spectrograph replaced')."""
+    changes = tuple(changes)
+    joined = "; ".join(c.text for c in changes)
+    if len(changes) <= 1 or len(joined) <= width:
+        return joined or "no change"
+    return f"{len(changes)} changes: {summary(changes)}"
 
 
 # --------------------------------------------------------------------------

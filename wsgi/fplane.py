@@ -30,6 +30,8 @@ from dataclasses import dataclass, replace
 from dataclasses import fields as dataclass_fields
 from typing import Callable, Iterable, Mapping
 
+from wsgi.plaintext import plural as _plural
+
 __all__ = [
     "Row", "ParsedFile",
     "GRID_SLOTS", "LRS2_SLOTS", "ALWAYS_EMPTY_SLOTS", "VIRUS_SLOTS",
@@ -371,10 +373,6 @@ def _seat_list(items) -> str:
 
 def _lines_of(seat_entries) -> str:
     return ", ".join(str(e[0]) for e in seat_entries)
-
-
-def _plural(n: int, word: str, plural: str | None = None) -> str:
-    return f"{n} {word if n == 1 else (plural or word + 's')}"
 
 
 def _capped(messages: list[str]) -> tuple[str, ...]:

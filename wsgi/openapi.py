@@ -431,7 +431,9 @@ def _history_paths() -> dict:
                 "as an arrow, magnified as the key says",
                 {SVG: {"schema": {"type": "string"}}},
                 codes.BAD_DATE, codes.BAD_PARAMETER, codes.NO_CONFIGURATION)
-    history = _view("the versions in valid_from order (superseded corrections included)",
+    history = _view("the versions in valid_from order (superseded corrections included); with "
+                    "`from` / `to`, every version valid at some moment of [from, to): the one "
+                    "already valid at `from` (valid since before it) and those starting before `to`",
                     _text_or_json("History", "a table, one version a line"),
                     codes.BAD_DATE, codes.BAD_PARAMETER)
     diff = _view("what changed on the instrument between the two instants, in its own terms",
@@ -452,8 +454,12 @@ def _history_paths() -> dict:
                             [*view, compare])},
         "/history": {
             **_get_and_head("History", "history", "the versions", history, [
-                _date_param("from", "query", "20180601", "only versions valid from this instant on"),
-                _date_param("to", "query", "20181231", "only versions valid from at most this instant"),
+                _date_param("from", "query", "20180601",
+                            "start of the window (included): the version valid at this instant is "
+                            "listed even when it became valid before it"),
+                _date_param("to", "query", "20181231",
+                            "end of the window (excluded): versions valid from this instant on are "
+                            "left out"),
                 fmt])},
         "/diff/{datestr1}/{datestr2}": {
             "parameters": [_date_param("datestr1", "path", "20180707", "the earlier instant"),
@@ -463,7 +469,9 @@ def _history_paths() -> dict:
         "/ifu/{ifuid}": {
             "parameters": [{"name": "ifuid", "in": "path", "required": True,
                             "description": "the IFU id (IFUID), 1 to 3 digits (`073`); anything "
-                                           "else, or an IFU in no version, is 404 (code 303)",
+                                           "else, an IFU in no version, `000` (no bundle) and the "
+                                           "placeholder ids of special rows (900 and above) are "
+                                           "404 (code 303)",
                             "schema": {"type": "string", "pattern": "^[^/]+$"}, "example": "073"}],
             **_get_and_head("Ifu", "history", "the history of one IFU bundle", ifu, [fmt])},
         "/feed": {**_get_and_head("Feed", "history", "the Atom feed of committed changes", feed)},

@@ -267,6 +267,12 @@ def no_configuration_message(store: Store, instant: datetime, known_at: int = NO
     earliest = store.earliest_valid_from(known_at)
     asked = dates.format_instant(instant)
     if earliest is None:
+        first = store.first_recorded_at()
+        if first is not None:
+            # known_at before the first recording: the store had nothing yet then.
+            return (f"no configuration known for {asked} as known at "
+                    f"{dates.format_micros(known_at)}: nothing had been recorded by then "
+                    f"(the first version was recorded at {dates.format_micros(first)})")
         return f"no configuration known for {asked}: the store holds no versions yet"
     return (f"no configuration known for {asked}: the history starts at "
             f"{dates.format_micros(earliest)}")

@@ -15,7 +15,7 @@ import time
 from webob import Request, Response
 
 from wsgi import codes, dates
-from wsgi.config import SETTINGS
+from wsgi.config import SETTINGS, SHIPPED_STATIC_ROWS
 from wsgi.counters import RequestCounters
 from wsgi.heartbeat import read_heartbeat
 from wsgi.reading import json_asked
@@ -244,7 +244,8 @@ def config_sections(config) -> dict[str, list[tuple[str, object, str]]]:
         elif setting.field == "log" and value is None:
             note = "none: standard error"
         elif setting.field == "static_rows_file":
-            note = f"{len(config.static_rows)} rows" + ("" if value else ": the 000 row only")
+            note = f"{len(config.static_rows)} rows" + (
+                " (shipped with fplaneserver)" if value == SHIPPED_STATIC_ROWS else "")
         entries.append((setting.key, _json_value(value), note))
         if setting.field == "static_rows_file":
             entries.append(("static_rows_count", len(config.static_rows), ""))

@@ -9,7 +9,7 @@ is the last recorded version of each valid_from, the "effective" history.
 from dataclasses import dataclass
 from typing import Callable, Iterable, Sequence
 
-from wsgi import dates
+from wsgi import dates, plaintext
 from wsgi.fplane import Row
 from wsgi.reading import until_text
 from wsgi.store import Version
@@ -53,21 +53,14 @@ def history_text(versions: Sequence[Version]) -> str:
     """A fixed-width table, one version per line, comments last so the columns stay aligned."""
     replaced = superseded_by(versions)
     # recorded_at keeps its microseconds: it is what a known_at query needs to name.
-    lines = [f"# {'version':>7} {'valid_from':<22} {'valid_until':<22} {'recorded_at':<27} "
-             f"{'active':>6} {'station':<16} comment"]
-    for v in versions:
-        note = f"[superseded by version {replaced[v.id]}] " if v.id in replaced else ""
-        lines.append(
-            f"{v.id:9d} {dates.format_micros(v.valid_from):22} {until_text(v.valid_until):22}"
-            f" {dates.format_micros(v.recorded_at):27} {v.active_ifus:6d} {_one_line(v.station):16}"
-            f" {note}{_one_line(v.comment)}".rstrip()
-        )
+    lines = plaintext.render(
+        ("# version", "valid_from", "valid_until", "recorded_at", "active", "station", "comment"),
+        [(v.id, dates.format_micros(v.valid_from), until_text(v.valid_until),
+          dates.format_micros(v.recorded_at), v.active_ifus, v.station,
+          (f"[superseded by version {replaced[v.id]}] " if v.id in replaced else "") + v.comment)
+         for v in versions],
+        right=(0, 4), gap=" ")
     return "\n".join(lines) + "\n"
-
-
-def _one_line(text: str) -> str:
-    # Comments come from stations: a newline in one must not forge a table row.
-    return " ".join(text.split())
 
 
 @dataclass(frozen=True)

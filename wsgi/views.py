@@ -133,11 +133,12 @@ class HistoryViews:
     def history(self, req) -> Response:
         store = self._store.get()
         now = datetime.now(timezone.utc)
-        bounds = []
+        window = []
         for name, unbounded in (("from", -NO_LIMIT), ("to", NO_LIMIT)):
             value = _param(req.GET, name)
-            bounds.append(dates.to_micros(self._instant(value, now)) if value else unbounded)
-        versions = store.history(*bounds)
+            window.append(dates.to_micros(self._instant(value, now)) if value else unbounded)
+        with store.snapshot():
+            versions = _valid_during(store, *window)
         if json_asked(req):
             replaced = timeline.superseded_by(versions)
             body = _json_text({"code": codes.OK, "versions": [
@@ -193,6 +194,12 @@ class HistoryViews:
         if not _IFUID.fullmatch(ifuid):
             raise CodedError(codes.NOT_FOUND, f"{ifuid[:20]!r} is not an IFU id (1 to 3 digits, e.g. 073)")
         number = int(ifuid)
+        if number == 0 or number >= fplane.PLACEHOLDER_ID_MIN:
+            # Ids the file uses for "no bundle" and for the special rows' placeholders.
+            raise CodedError(codes.NOT_FOUND, f"{number:03d} is not an IFU: " + (
+                "IFUID 000 means no IFU bundle in the seat" if number == 0 else
+                f"IFUIDs of {fplane.PLACEHOLDER_ID_MIN} and above are placeholders of the special "
+                "rows (the 000 reference row, LRS2, the HPF / HRS fibres)"))
         store = self._store.get()
         with store.snapshot():
             stays = timeline.ifu_stays(number, timeline.effective(store.history()),
@@ -245,6 +252,16 @@ class HistoryViews:
         if version is None:
             raise CodedError(codes.NO_CONFIGURATION, no_configuration_message(store, instant))
         return version
+
+
+def _valid_during(store: Store, start: int, end: int) -> list[Version]:
+    """Every version valid at some moment of [start, end): those starting inside it, and the
+    one already valid at ``start`` (with any corrections of it). Call inside store.snapshot()."""
+    if start >= end:
+        return []
+    valid_at_start = store.version_at(start) if start > -NO_LIMIT else None
+    return store.history(start if valid_at_start is None else valid_at_start.valid_from,
+                         end - 1 if end < NO_LIMIT else NO_LIMIT)
 
 
 def _feed_id(first_recorded_at: int | None) -> str:
