@@ -340,8 +340,8 @@ def _preflight(path: str, path_parameters: list) -> dict:
 def _fplane_get_responses() -> dict:
     served = {name: _header_ref(ref) for name, ref in (
         ("X-FPlane-Version", "XFPlaneVersion"), ("X-FPlane-Valid-From", "XFPlaneValidFrom"),
-        ("X-FPlane-Valid-Until", "XFPlaneValidUntil"), ("ETag", "ETag"),
-        ("Last-Modified", "LastModified"), ("Cache-Control", "CacheControl"),
+        ("X-FPlane-Valid-Until", "XFPlaneValidUntil"), ("X-FPlane-Timezone", "XFPlaneTimezone"),
+        ("ETag", "ETag"), ("Last-Modified", "LastModified"), ("Cache-Control", "CacheControl"),
         ("Vary", "Vary"), ("Access-Control-Allow-Origin", "AccessControlAllowOrigin"),
         ("Access-Control-Expose-Headers", "AccessControlExposeHeaders"))}
     ok = _response(
@@ -353,7 +353,8 @@ def _fplane_get_responses() -> dict:
         {**served, "Content-Disposition": _header_ref("ContentDisposition")},
     )
     not_modified = _response("the client's copy (If-None-Match / If-Modified-Since) is current",
-                             (codes.OK,), headers=served)
+                             (codes.OK,), headers={name: ref for name, ref in served.items()
+                                                   if name != "X-FPlane-Timezone"})
     # 301 without a datestr too: known_at is a date.
     return {"200": ok, "304": not_modified,
             **_errors(codes.BAD_DATE, codes.BAD_PARAMETER, codes.NO_CONFIGURATION)}
@@ -801,10 +802,15 @@ def _headers() -> dict:
 
     return {
         "XFPlaneVersion": header("the version id served", {"type": "integer"}),
-        "XFPlaneValidFrom": header("the version's valid_from, ISO 8601 UTC with Z",
-                                   {"type": "string"}),
-        "XFPlaneValidUntil": header("the version's valid_until, or `open` when no later version "
-                                    "exists", {"type": "string"}),
+        "XFPlaneValidFrom": header("where the whole answer's validity starts, ISO 8601 UTC "
+                                   "with Z: the version's valid_from, and with actual_pos=1 the "
+                                   "later of it and the position set's", {"type": "string"}),
+        "XFPlaneValidUntil": header("where the whole answer's validity ends: the version's "
+                                    "valid_until, and with actual_pos=1 the earlier of it and "
+                                    "where the position set ends (or the first one starts); "
+                                    "`open` when neither is known to end", {"type": "string"}),
+        "XFPlaneTimezone": header("the site time zone in which date-only forms (YYYYMMDD, shot "
+                                  "ids) are read, as an IANA name", {"type": "string"}),
         "XFPlaneUpdate": header("the update id (20 hex digits)",
                                 {"type": "string", "pattern": "^[0-9a-f]{20}$"}),
         "ETag": header("a weak validator of what is served; send it as If-None-Match",

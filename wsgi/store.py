@@ -391,6 +391,10 @@ class Store:
         ).fetchone()
         return row[0] if row else None
 
+    def next_position_set_from(self, t: int, known_at: int = NO_LIMIT) -> int | None:
+        """Where the first position set starting after ``t`` starts, as known at known_at."""
+        return self._next_valid_from("position_sets", t, known_at)
+
     def earliest_valid_from(self, known_at: int = NO_LIMIT) -> int | None:
         return self._db.execute(
             "SELECT MIN(valid_from) FROM versions WHERE recorded_at <= ?", (known_at,)
