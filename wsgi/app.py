@@ -31,6 +31,7 @@ from wsgi.views import HistoryViews
 from wsgi.walwatch import HEADER_BYTES, wal_index
 from wsgi.counters import RequestCounters
 from wsgi.system import SystemViews
+from wsgi.snapshot import SnapshotService
 
 # One Service per config file per process: the explicit home of the "read config once" state.
 _SERVICES: dict[str, "Service"] = {}
@@ -121,6 +122,7 @@ class Service:
         self.counters = RequestCounters()
         self.system = SystemViews(config, self.counters, self.store, self.receiver.stations,
                                   self.receiver.spool)
+        self.snapshots = SnapshotService(config, self.store)
         self.index_page = Prepared(  # constant: built once, served as is
             codes.http_status_line(codes.OK),
             [("Content-Type", TEXT), ("X-FPlane-Code", str(codes.OK))],
@@ -142,6 +144,7 @@ class Service:
             (re.compile(r"/ifu/(?P<ifuid>[^/]*)"), get(self.ifu)),
             (re.compile(r"/feed/?"), get(self.feed)),
             (re.compile(r"/openapi\.json"), get(lambda req: self.openapi)),
+            (re.compile(r"/snapshot"), get(self.snapshots.get)),   # wsgi/snapshot.py
             (re.compile(r"/"), get(self.index)),
         )
 
