@@ -204,8 +204,8 @@ class SnapshotFile:
     def serve(self, environ, start_response):
         if _matches(environ.get("HTTP_IF_NONE_MATCH"), self.tag) or _not_modified_since(
                 environ.get("HTTP_IF_MODIFIED_SINCE"), self.tag, environ):
-            start_response("304 Not Modified", [h for h in self.headers if h[0] != "Content-Length"
-                                                and h[0] != "Content-Disposition"])
+            start_response("304 Not Modified", [h for h in self.headers if h[0] in (
+                "ETag", "Last-Modified", "Cache-Control", "X-FPlane-Code")])
             return "304 Not Modified", [b""]
         status = codes.http_status_line(codes.OK)
         if environ.get("REQUEST_METHOD") == "HEAD":
