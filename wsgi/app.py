@@ -255,6 +255,8 @@ POST /fplane[/<datestr>]     a station's hardware status (form: station_id, pass
                              checksum, data); answers with a code and an update id
 POST /positions[/<datestr>]  measured IFU positions, the same way
 GET /updates/<id>            what became of a posted update
+GET /snapshot                the history as one SQLite file, for get_fplane --snapshot
+                             on nodes without network (If-None-Match: only when changed)
 
 GET /sys                     links to the three below (each: format=txt|json)
 GET /sys/config              the effective configuration (secrets left out)

@@ -23,6 +23,7 @@ JSON = "application/json"
 HTML = "text/html"
 SVG = "image/svg+xml"
 ATOM = "application/atom+xml"
+SQLITE = "application/vnd.sqlite3"
 FORM_URLENCODED = "application/x-www-form-urlencoded"
 FORM_MULTIPART = "multipart/form-data"
 
@@ -548,7 +549,30 @@ def _system_paths() -> dict:
                                                  "`key: value` lines"), fmt)},
         "/health": {**_get_and_head("Health", "system", "whether the service is healthy", health, fmt)},
         "/openapi.json": {**_get_and_head("OpenApi", "system", "this OpenAPI document", openapi)},
+        "/snapshot": {**_get_and_head("Snapshot", "history", "the history as one SQLite file",
+                                      _snapshot_responses(), description=(
+            "A consistent copy of the store for nodes without network (`get_fplane --snapshot "
+            "FILE`, which answers from it byte for byte what this server serves): versions, "
+            "configurations and position sets; no posted updates, no stations, no secrets. "
+            "The ETag names the newest version and position set and the latest recording "
+            "instant: send it as If-None-Match (or the file's time as If-Modified-Since, "
+            "`curl -z FILE`) to download only a changed history. Made at most once a minute "
+            "(meanwhile the last one is served); a snapshot over 64 MiB is refused (code 401): "
+            "`fplane-admin snapshot FILE` makes the same file on the server."))},
     }
+
+
+def _snapshot_responses() -> dict:
+    headers = {"ETag": _header_ref("ETag"), "Last-Modified": _header_ref("LastModified"),
+               "Cache-Control": _header_ref("CacheControl")}
+    ok = _response("the snapshot, an SQLite 3 file", (codes.OK,),
+                   {SQLITE: {"schema": {"type": "string", "format": "binary"}}},
+                   {**headers, "Content-Disposition": {
+                       "description": '`attachment; filename="fplane-snapshot-<tag>.sqlite"`',
+                       "schema": {"type": "string"}}})
+    not_modified = _response("the client's snapshot (If-None-Match / If-Modified-Since) is current",
+                             (codes.OK,), headers=headers)
+    return {"200": ok, "304": not_modified, **_errors()}
 
 
 def _paths() -> dict:
