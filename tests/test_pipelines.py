@@ -385,3 +385,37 @@ def test_get_snapshot_holds_no_updates_and_refreshes_only_on_change(tmp_path, mo
     import_rows(config, make_rows(), "20190101")
     second = app.get("/snapshot", headers={"If-None-Match": first.headers["ETag"]}, status=200)
     assert second.headers["ETag"].startswith('"v7-p3-')
+
+
+# -- the README's example ------------------------------------------------------------------------
+
+def readme_pipeline_example() -> str:
+    text = (REPO / "README").read_text()
+    section = text[text.index("## Using it from a pipeline"):]
+    section = section[:section.index("\n## ", 1)]
+    return re.search(r"```python\n(.*?)```", section, re.S).group(1)
+
+
+def test_the_readme_pipeline_example_runs(server, tmp_path):
+    base, _, _ = server
+    night = tmp_path / "raw" / "20180715"
+    night.mkdir(parents=True)
+    for i, ut in enumerate(("03:10:00", "04:20:00.5", "05:30:00", "08:45:10")):
+        data = fits_bytes({"DATE-OBS": "2018-07-15", "UT": ut})
+        if i % 2:
+            (night / f"exp{i:02d}.fits.gz").write_bytes(gzip.compress(data))
+        else:
+            (night / f"exp{i:02d}.fits").write_bytes(data)
+    (tmp_path / "example.py").write_text(readme_pipeline_example())
+    env = {"FPLANE_URL": base, "PYTHONPATH": str(REPO), "XDG_CACHE_HOME": str(tmp_path / "cache"),
+           "PATH": "/usr/bin:/bin"}
+    done = subprocess.run([sys.executable, "example.py"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    lines = [line.split() for line in done.stdout.splitlines()]
+    assert [line[0] for line in lines] == ["exp00.fits", "exp01.fits.gz", "exp02.fits", "exp03.fits.gz"]
+    assert [line[1:3] for line in lines] == [["2018-07-15T03:10:00Z", "2"], ["2018-07-15T04:20:00.5Z", "2"],
+                                              ["2018-07-15T05:30:00Z", "2"], ["2018-07-15T08:45:10Z", "2"]]
+    assert [line[4] for line in lines] == ["server", "cache", "cache", "cache"]
+    _, _, body = server_get(f"{base}/fplane/2018-07-15T03:10:00?actual_pos=0&full_fplane=1")
+    assert (tmp_path / "fplanes" / "fplane_v2.txt").read_bytes() == body
