@@ -89,15 +89,14 @@ def resolve_all(client: FplaneClient, inputs, directory: Path, *, actual: bool, 
                 hit = next((m for m in met if m[0].valid_from_micros == answer.valid_from_micros
                             and m[0].version == answer.version), None)
                 if hit is None:
-                    name = answer_file_name(answer, actual)
-                    write_file(directory / name, answer.text.encode("utf-8"))
-                    hit = (answer, name)
+                    path = directory / answer_file_name(answer, actual)
+                    write_file(path, answer.text.encode("utf-8"))
+                    hit = (answer, str(path))
                     met.append(hit)
             last = hit
-            answer, name = hit
+            answer, path = hit
             rows.append((shown, "-" if t is None else dates.format_micros(t), str(answer.version),
-                         str(directory / name),
-                         answer.source))
+                         path, answer.source))
         except Failed as err:
             rows.append((shown, "-", "-", "-", f"error: {err}"))
             failed += 1
