@@ -11,13 +11,17 @@ import gzip
 import json
 import random
 import re
+import shutil
+import ssl
 import subprocess
 import sys
+import threading
 import urllib.error
 import urllib.request
 from datetime import datetime, timedelta, timezone
 from functools import partial
 from pathlib import Path
+from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 import pytest
 import webtest
@@ -25,7 +29,7 @@ import webtest
 from tests.fplane_samples import make_rows, measured_positions, status_from_rows, swap_ifus
 from tests.support import REPO, add_station, import_rows, init_store, run_admin, update_form, write_config
 from tests.test_deploy import running_uwsgi
-from wsgi import dates, fplane, snapshot
+from wsgi import fplane, snapshot
 from wsgi.app import application
 from wsgi.client import FplaneError, fplane_answer, get_fplane_main
 from wsgi.client_cache import ENTRY_SUFFIX
@@ -419,3 +423,40 @@ def test_the_readme_pipeline_example_runs(server, tmp_path):
     assert [line[4] for line in lines] == ["server", "cache", "cache", "cache"]
     _, _, body = server_get(f"{base}/fplane/2018-07-15T03:10:00?actual_pos=0&full_fplane=1")
     assert (tmp_path / "fplanes" / "fplane_v2.txt").read_bytes() == body
+
+
+# -- https: certificates are verified, --cacert names a site CA ---------------------------------
+
+@pytest.fixture
+def tls_server(server, tmp_path):
+    """The app behind a TLS listener whose certificate (for 127.0.0.1) no system CA signed."""
+    openssl = shutil.which("openssl")
+    assert openssl, "openssl (Debian package openssl) is needed to make a test certificate"
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True, timeout=60)
+
+    class Quiet(WSGIRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    _, config, _ = server
+    httpd = make_server("127.0.0.1", 0, partial(application, configfile=str(config)), handler_class=Quiet)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    yield f"https://127.0.0.1:{httpd.server_port}", cert
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def test_https_certificates_are_verified_and_cacert_trusts_a_site_ca(tls_server, tmp_path, capsys):
+    url, cert = tls_server
+    assert run("-u", url, "--no-cache", "-o", tmp_path / "f.txt", "20180707") == 1
+    assert "certificate not trusted" in capsys.readouterr().err and not (tmp_path / "f.txt").exists()
+    assert run("-u", url, "--no-cache", "--cacert", cert, "-o", tmp_path / "f.txt", "20180707") == 0
+    assert (tmp_path / "f.txt").read_text().startswith("# fplane file of the HET/VIRUS focal plane at 2018-07-07")
+    assert fplane_answer("20180707", url=url, cache=False, cafile=cert).version == 2

@@ -136,7 +136,11 @@ class FplaneClient:
                           else Path(cache_dir) if cache_dir is not None else default_cache_dir())
         self.cache_max = cache_max
         self.timeout = timeout
-        self._ssl = ssl.create_default_context(cafile=str(cafile)) if cafile else None
+        try:
+            self._ssl = ssl.create_default_context(cafile=str(cafile)) if cafile else None
+        except (OSError, ssl.SSLError) as err:
+            raise Failed(f"{PROG}: cannot use {cafile} as certificate authorities: "
+                         f"{getattr(err, 'strerror', None) or err}") from None
         self._caches: dict[str, AnswerCache] = {}
         self._site_tz = self.snapshot.site_timezone if self.snapshot else self._remembered_timezone()
 

@@ -148,8 +148,11 @@ class AnswerCache:
         """Keep a fetched (or revalidated) answer; entries it contradicts are dropped."""
         path = self._path(entry)
         if self.directory is not None:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            _write(path, _encode(entry))
+            try:
+                self.directory.mkdir(parents=True, exist_ok=True)
+                _write(path, _encode(entry))
+            except OSError:
+                pass   # a full or read-only cache costs later downloads, never this answer
             self._mtimes[path] = _mtime(path)
         # Intervals of one variant do not overlap in one state of the history: an older
         # entry overlapping a newer one describes a state the server has left.
