@@ -27,14 +27,15 @@ import sqlite3
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from email.utils import parsedate_to_datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from webob.static import FileIter
 
 from wsgi import codes, dates
 from wsgi.files import replace_durably
 from wsgi.reading import Answer, FplaneQuery, FplaneReader
-from wsgi.responses import CodedError, http_date
+from wsgi.responses import CodedError, CodedResponse, respond
 from wsgi.store import Store, StoreUnavailable
 
 SNAPSHOT_FORMAT = 1
@@ -42,7 +43,6 @@ CONTENT_TYPE = "application/vnd.sqlite3"
 MAX_BYTES = 64 * 2**20
 REBUILD_INTERVAL_S = 60.0
 BUILD_WAIT_S = 20.0   # below uwsgi.ini's harakiri (30 s)
-STREAM_CHUNK = 256 * 1024
 # Tables a snapshot keeps the rows of: what answers need. Every other table (the updates
 # audit trail, and whatever a later schema adds) is kept empty, so the file still has the
 # store's schema and nothing new can leak into a snapshot unseen.
@@ -193,87 +193,28 @@ def _check_file(path: Path) -> None:
 
 # -- serving snapshots (GET /snapshot) ------------------------------------------------------
 
-class SnapshotFile:
-    """A snapshot answer streamed from its file; served like a Prepared response."""
-
-    code = codes.OK
-
-    def __init__(self, path: Path, tag: SnapshotTag, headers: list):
-        self.path, self.tag, self.headers = path, tag, headers
-
-    def serve(self, environ, start_response):
-        if _matches(environ.get("HTTP_IF_NONE_MATCH"), self.tag) or _not_modified_since(
-                environ.get("HTTP_IF_MODIFIED_SINCE"), self.tag, environ):
-            start_response("304 Not Modified", [h for h in self.headers if h[0] in (
-                "ETag", "Last-Modified", "Cache-Control", "X-FPlane-Code")])
-            return "304 Not Modified", [b""]
-        status = codes.http_status_line(codes.OK)
-        if environ.get("REQUEST_METHOD") == "HEAD":
-            start_response(status, self.headers)
-            return status, [b""]
-        # Opened before start_response: the file may be replaced by a newer snapshot, but an
-        # open file stays whole.
-        f = open(self.path, "rb")
-        start_response(status, self.headers)
-        wrapper = environ.get("wsgi.file_wrapper")
-        return status, (wrapper(f, STREAM_CHUNK) if wrapper else _chunks(f))
-
-
-def _chunks(f):
-    with f:
-        while chunk := f.read(STREAM_CHUNK):
-            yield chunk
-
-
-def _matches(if_none_match: str | None, tag: SnapshotTag) -> bool:
-    if if_none_match is None:
-        return False
-    tags = {t.strip().removeprefix("W/") for t in if_none_match.split(",")}
-    return "*" in tags or tag.etag() in tags
-
-
-def _not_modified_since(header: str | None, tag: SnapshotTag, environ) -> bool:
-    # curl -z FILE sends the file's time: a copy fetched after the latest record is current.
-    if header is None or "HTTP_IF_NONE_MATCH" in environ:
-        return False
-    try:
-        since = parsedate_to_datetime(header).timestamp()
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return False
-    return tag.recorded_at // 10**6 <= since
-
-
 class SnapshotService:
-    """GET /snapshot for one Service (its worker store and config)."""
+    """GET /snapshot for one Service (its config and worker store)."""
 
     def __init__(self, config, worker_store):
         self._config = config
         self._worker_store = worker_store
         self._directory = config.data_dir / "snapshots"
 
-    def get(self, req) -> SnapshotFile:
+    def get(self, req) -> CodedResponse:
         live = SnapshotTag.of(self._worker_store.get())
         newest = self._newest_built()
         if newest is None or (newest[1] != live and time.time() - newest[0].stat().st_mtime
                               >= REBUILD_INTERVAL_S):
-            if _matches(req.environ.get("HTTP_IF_NONE_MATCH"), live):
-                return self._answer(None, live)   # current: 304 without building anything
+            if live.etag() in _tags(req.environ.get("HTTP_IF_NONE_MATCH")):
+                return _response(None, live)   # current: a 304 (WebOb), nothing built
             newest = self._build(live)
         path, tag = newest
         if path.stat().st_size > MAX_BYTES:
             raise CodedError(codes.UNAVAILABLE, f"the snapshot is larger than this server serves "
                                                 f"({MAX_BYTES // 2**20} MiB): ask its operator for "
                                                 "one (fplane-admin snapshot FILE)")
-        return self._answer(path, tag)
-
-    def _answer(self, path: Path | None, tag: SnapshotTag) -> SnapshotFile:
-        headers = [("Content-Type", CONTENT_TYPE), ("X-FPlane-Code", str(codes.OK)),
-                   ("ETag", tag.etag()), ("Last-Modified", http_date(tag.recorded_at / 1e6)),
-                   ("Cache-Control", f"public, max-age={int(REBUILD_INTERVAL_S)}")]
-        if path is not None:
-            headers += [("Content-Length", str(path.stat().st_size)),
-                        ("Content-Disposition", f'attachment; filename="fplane-snapshot-{tag.text()}.sqlite"')]
-        return SnapshotFile(path, tag, headers)
+        return _response(path, tag)
 
     def _newest_built(self):
         """(path, tag) of the newest snapshot in the directory, or None."""
@@ -312,6 +253,25 @@ class SnapshotService:
                 if old != path:
                     old.unlink(missing_ok=True)   # a download in progress keeps its open file
             return path, tag
+
+
+def _tags(if_none_match: str | None) -> set[str]:
+    return {t.strip().removeprefix("W/") for t in (if_none_match or "").split(",")}
+
+
+def _response(path: Path | None, tag: SnapshotTag) -> CodedResponse:
+    """The snapshot streamed from its file (WebOb answers conditional GETs, HEAD and ranges);
+    without a path, the answer to a client whose copy is current."""
+    response = respond(codes.OK, b"", CONTENT_TYPE,
+                       cache_control=f"public, max-age={int(REBUILD_INTERVAL_S)}",
+                       etag=tag.etag(), last_modified=tag.recorded_at / 1e6)
+    if path is not None:
+        # Opened now: the file may be replaced by a newer snapshot, an open one stays whole.
+        f = open(path, "rb")
+        response.app_iter = FileIter(f)
+        response.content_length = os.fstat(f.fileno()).st_size
+        response.content_disposition = f'attachment; filename="fplane-snapshot-{tag.text()}.sqlite"'
+    return response
 
 
 def _tag_of_name(name: str) -> SnapshotTag:
