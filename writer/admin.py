@@ -6,6 +6,7 @@
     fplane-admin -c config.ini history
     fplane-admin -c config.ini verify
     fplane-admin -c config.ini backup FILE
+    fplane-admin -c config.ini snapshot FILE     (the file GET /snapshot serves)
     fplane-admin -c config.ini add-station ID --name N --roles R   (prints the new password last)
     fplane-admin -c config.ini passwd ID
     fplane-admin -c config.ini stations
@@ -32,6 +33,7 @@ from wsgi.files import replace_durably, write_atomically
 from wsgi.reading import FplaneQuery, FplaneReader, until_text
 from wsgi.heartbeat import read_heartbeat
 from wsgi.responses import CodedError
+from wsgi.snapshot import SnapshotError, SnapshotSource, make_snapshot
 from wsgi.spool import Spool
 from wsgi.store import Store, StoreUnavailable
 from writer.commit import commit_update
@@ -99,6 +101,12 @@ def _parser() -> argparse.ArgumentParser:
     backup.add_argument("file", type=Path, metavar="FILE")
     backup.add_argument("--force", action="store_true", help="replace FILE if it exists")
     backup.set_defaults(command=cmd_backup)
+
+    snapshot = commands.add_parser(
+        "snapshot", help="the history without updates or secrets, for get_fplane --snapshot "
+                         "(the file GET /snapshot serves)")
+    snapshot.add_argument("file", type=Path, metavar="FILE")
+    snapshot.set_defaults(command=cmd_snapshot)
 
     add_station = commands.add_parser(
         "add-station", help="add a station; prints its new password once, alone on the last line")
@@ -278,6 +286,20 @@ def cmd_backup(config, args) -> int:
     # The copy is complete and checked: make it durable, then put it in place atomically.
     replace_durably(temporary, target)
     print(f"backup of {plural(versions, 'version')} written to {target} ({target.stat().st_size} bytes)")
+    return 0
+
+
+def cmd_snapshot(config, args) -> int:
+    target = args.file.absolute()
+    if not target.parent.is_dir():
+        raise Refused(f"{target.parent}: no such directory")
+    with Store.open_readonly(config.store_path) as store:
+        tag = make_snapshot(store, target, config.timezone)
+    try:
+        SnapshotSource(target).close()   # read back as get_fplane --snapshot will
+    except SnapshotError as err:
+        raise Refused(f"the snapshot failed its check: {err}") from None
+    print(f"snapshot {tag.text()} written to {target} ({target.stat().st_size} bytes)")
     return 0
 
 

@@ -31,6 +31,7 @@ from wsgi.posting import UpdateReceiver
 from wsgi.reading import FplaneReader
 from wsgi.responses import JSON, TEXT, CodedError, CodedResponse, error_response, respond, wants_json
 from wsgi.store import StoreUnavailable, WorkerStore
+from wsgi.snapshot import SnapshotService
 from wsgi.system import SystemViews
 from wsgi.views import HistoryViews
 
@@ -118,6 +119,7 @@ class Service:
             Route("/ifu/{ifuid}", reading(views.ifu)),
             Route("/feed", reading(views.feed)),
             Route("/openapi.json", reading(lambda req: openapi)),
+            Route("/snapshot", reading(SnapshotService(config, store).get)),   # wsgi/snapshot.py
             # The page for people; the plain-text summary of the API for a terminal.
             Route("/", reading(lambda req: index_text if req.GET.get("format") == "txt"
                                else views.front_page(req))),
@@ -191,6 +193,8 @@ GET /diff/<datestr1>/<datestr2>  what changed on the instrument between two inst
 GET /ifu/<ifuid>             where an IFU bundle sat, and on which spectrograph, over time
 GET /feed                    an Atom feed of committed changes
 GET /openapi.json            the OpenAPI description of every endpoint
+GET /snapshot                the history as one SQLite file, for get_fplane --snapshot
+                             on nodes without network (If-None-Match: only when changed)
 
 GET /sys                     links to the three below (each: format=txt|json)
 GET /sys/config              the effective configuration (secrets left out)

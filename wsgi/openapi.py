@@ -23,6 +23,7 @@ JSON = "application/json"
 HTML = "text/html"
 SVG = "image/svg+xml"
 ATOM = "application/atom+xml"
+SQLITE = "application/vnd.sqlite3"
 FORM_URLENCODED = "application/x-www-form-urlencoded"
 FORM_MULTIPART = "multipart/form-data"
 
@@ -289,8 +290,8 @@ def _preflight(path: str, path_parameters: list) -> dict:
 def _fplane_get_responses() -> dict:
     served = {name: _header_ref(ref) for name, ref in (
         ("X-FPlane-Version", "XFPlaneVersion"), ("X-FPlane-Valid-From", "XFPlaneValidFrom"),
-        ("X-FPlane-Valid-Until", "XFPlaneValidUntil"), ("ETag", "ETag"),
-        ("Last-Modified", "LastModified"), ("Cache-Control", "CacheControl"),
+        ("X-FPlane-Valid-Until", "XFPlaneValidUntil"), ("X-FPlane-Timezone", "XFPlaneTimezone"),
+        ("ETag", "ETag"), ("Last-Modified", "LastModified"), ("Cache-Control", "CacheControl"),
         ("Vary", "Vary"), ("Access-Control-Allow-Origin", "AccessControlAllowOrigin"),
         ("Access-Control-Expose-Headers", "AccessControlExposeHeaders"))}
     ok = _response(
@@ -513,7 +514,30 @@ def _system_paths() -> dict:
                                                  "`key: value` lines"), fmt)},
         "/health": {**_get_and_head("Health", "system", "whether the service is healthy", health, fmt)},
         "/openapi.json": {**_get_and_head("OpenApi", "system", "this OpenAPI document", openapi)},
+        "/snapshot": {**_get_and_head("Snapshot", "history", "the history as one SQLite file",
+                                      _snapshot_responses(), description=(
+            "A consistent copy of the store for nodes without network (`get_fplane --snapshot "
+            "FILE`, which answers from it byte for byte what this server serves): versions, "
+            "configurations and position sets; no posted updates, no stations, no secrets. "
+            "The ETag names the newest version and position set and the latest recording "
+            "instant: send it as If-None-Match (or the file's time as If-Modified-Since, "
+            "`curl -z FILE`) to download only a changed history. Made at most once a minute "
+            "(meanwhile the last one is served); a snapshot over 64 MiB is refused (code 401): "
+            "`fplane-admin snapshot FILE` makes the same file on the server."))},
     }
+
+
+def _snapshot_responses() -> dict:
+    headers = {"ETag": _header_ref("ETag"), "Last-Modified": _header_ref("LastModified"),
+               "Cache-Control": _header_ref("CacheControl")}
+    ok = _response("the snapshot, an SQLite 3 file", (codes.OK,),
+                   {SQLITE: {"schema": {"type": "string", "format": "binary"}}},
+                   {**headers, "Content-Disposition": {
+                       "description": '`attachment; filename="fplane-snapshot-<tag>.sqlite"`',
+                       "schema": {"type": "string"}}})
+    not_modified = _response("the client's snapshot (If-None-Match / If-Modified-Since) is current",
+                             (codes.OK,), headers=headers)
+    return {"200": ok, "304": not_modified, **_errors()}
 
 
 def _paths() -> dict:
@@ -767,10 +791,15 @@ def _headers() -> dict:
 
     return {
         "XFPlaneVersion": header("the version id served", {"type": "integer"}),
-        "XFPlaneValidFrom": header("the version's valid_from, ISO 8601 UTC with Z",
-                                   {"type": "string"}),
-        "XFPlaneValidUntil": header("the version's valid_until, or `open` when no later version "
-                                    "exists", {"type": "string"}),
+        "XFPlaneValidFrom": header("where the whole answer's validity starts, ISO 8601 UTC "
+                                   "with Z: the version's valid_from, and with actual_pos=1 the "
+                                   "later of it and the position set's", {"type": "string"}),
+        "XFPlaneValidUntil": header("where the whole answer's validity ends: the version's "
+                                    "valid_until, and with actual_pos=1 the earlier of it and "
+                                    "where the position set ends (or the first one starts); "
+                                    "`open` when neither is known to end", {"type": "string"}),
+        "XFPlaneTimezone": header("the site time zone in which date-only forms (YYYYMMDD, shot "
+                                  "ids) are read, as an IANA name", {"type": "string"}),
         "XFPlaneUpdate": header("the update id (20 hex digits)",
                                 {"type": "string", "pattern": "^[0-9a-f]{20}$"}),
         "ETag": header("a weak validator of what is served; send it as If-None-Match",

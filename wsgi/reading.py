@@ -71,11 +71,39 @@ def single_param(params, name, allowed, default=None):
 
 
 @dataclass(frozen=True)
+class Validity:
+    """Where the whole answer holds: every instant in [valid_from, valid_until) gets the same
+    version and position set. ``pinned``: asked as known at a past instant, so it can
+    never change."""
+    valid_from: int
+    valid_until: int | None  # None: open, no later version (or position set) known
+    pinned: bool
+
+
+def answer_validity(version: Version, position_set: PositionSet | None, actual: bool,
+                    next_position_set_from: int | None, pinned: bool) -> Validity:
+    """The validity of an answer: the version's interval, and with measured positions its
+    intersection with the position set's. ``next_position_set_from``: when positions were
+    asked for but none is valid yet, where the first one starts (None: there is none)."""
+    if not actual:
+        return Validity(version.valid_from, version.valid_until, pinned)
+    if position_set is None:
+        return Validity(version.valid_from, _earlier(version.valid_until, next_position_set_from), pinned)
+    return Validity(max(version.valid_from, position_set.valid_from),
+                    _earlier(version.valid_until, position_set.valid_until), pinned)
+
+
+def _earlier(a: int | None, b: int | None) -> int | None:
+    return b if a is None else a if b is None else min(a, b)
+
+
+@dataclass(frozen=True)
 class Answer:
     version: Version
     position_set: PositionSet | None
     body: str
     filename: str
+    validity: Validity
 
 
 class FplaneReader:
@@ -121,6 +149,8 @@ class FplaneReader:
             if version is None:
                 raise CodedError(codes.NO_CONFIGURATION, no_configuration_message(store, instant, k))
             position_set = store.position_set_at(t, k) if query.actual else None
+            first_position_set_from = store.next_position_set_from(t, k) \
+                if query.actual and position_set is None else None
             rows = store.configuration_rows(version.configuration_id)
             if position_set is not None:
                 rows = fplane.with_positions(rows, store.positions(position_set.id))
@@ -133,23 +163,29 @@ class FplaneReader:
         # as %0D%0A must never reach a response header.
         filename_date = (query.datestr or "").strip(dates.SURROUNDING_WHITESPACE) \
             or dates.night_label(now, self._site_tz)
+        # Pinned: nothing recorded from now on can be known at a known_at in the past
+        # ("now" itself, or a future known_at, still learns what is recorded next).
+        pinned = known_at is not None and known_at < now
         return Answer(version, position_set, body,
-                      f"fplane{filename_date}.{'json' if query.as_json else 'txt'}")
+                      f"fplane{filename_date}.{'json' if query.as_json else 'txt'}",
+                      answer_validity(version, position_set, query.actual,
+                                      first_position_set_from, pinned))
 
     def get_fplane(self, req, datestr: str | None = None) -> Response:
         """GET /fplane[/<datestr>]."""
         query = parse_query(datestr or None, req.GET, req.environ)
         answer = self.answer(self._store.get(), query, datetime.now(timezone.utc))
-        version, position_set = answer.version, answer.position_set
+        version, position_set, validity = answer.version, answer.position_set, answer.validity
         response = respond(
             codes.OK, answer.body, JSON if query.as_json else TEXT,
-            cache_control=f"public, max-age={_max_age(query, version, position_set)}",
-            etag=_etag(query, version, position_set),
+            cache_control=f"public, max-age={max_age(validity)}",
+            etag=_etag(query, version, position_set, validity),
             last_modified=max(version.recorded_at, position_set.recorded_at if position_set else 0) / 1e6,
             headers=[
                 ("X-FPlane-Version", str(version.id)),
-                ("X-FPlane-Valid-From", dates.format_micros(version.valid_from)),
-                ("X-FPlane-Valid-Until", until_text(version.valid_until)),
+                ("X-FPlane-Valid-From", dates.format_micros(validity.valid_from)),
+                ("X-FPlane-Valid-Until", until_text(validity.valid_until)),
+                ("X-FPlane-Timezone", self._site_tz.key),
                 ("Vary", "Accept"),
                 ("Content-Disposition", f'attachment; filename="{answer.filename}"'),
             ])
@@ -184,12 +220,17 @@ def parse_instant(text: str, site_tz, now: datetime) -> datetime:
         raise CodedError(codes.BAD_DATE, str(err)) from None
 
 
-def _etag(query: FplaneQuery, version: Version, position_set: PositionSet | None) -> str:
-    """A weak validator naming what is served rather than hashing the bytes: answers for
-    "latest" asked a minute apart differ only in the instant their header states, and a
-    pipeline polling latest must still get its 304 while the version stays the same."""
-    identity = (FORMAT_REVISION, version.id, position_set and position_set.id, query.full,
-                query.actual, query.as_json, query.datestr, query.known_at)
+def _etag(query: FplaneQuery, version: Version, position_set: PositionSet | None,
+          validity: Validity) -> str:
+    """A weak validator naming what is served rather than hashing the bytes: the answer's
+    identity and validity, not the instant asked for. Answers for two instants of one
+    interval differ only in the instant their header states, so a pipeline polling latest,
+    or revalidating a cached answer for another instant of its interval (wsgi/client.py),
+    gets its 304; a new version or position set, or an interval a later version closes,
+    changes it."""
+    identity = (FORMAT_REVISION, version.id, position_set and position_set.id,
+                validity.valid_from, validity.valid_until, query.full, query.actual,
+                query.as_json, query.known_at)
     return 'W/"' + hashlib.sha256(repr(identity).encode()).hexdigest()[:32] + '"'
 
 
@@ -200,11 +241,10 @@ def _clock_independent(query: FplaneQuery) -> bool:
     )
 
 
-def _max_age(query: FplaneQuery, version: Version, position_set: PositionSet | None) -> int:
-    if query.known_at is not None and not dates.means_now(query.known_at):
+def max_age(validity: Validity) -> int:
+    if validity.pinned:
         return MAX_AGE_PINNED
-    still_open = version.valid_until is None or (position_set is not None and position_set.valid_until is None)
-    return MAX_AGE_OPEN if still_open else MAX_AGE_CLOSED
+    return MAX_AGE_OPEN if validity.valid_until is None else MAX_AGE_CLOSED
 
 
 def until_text(micros: int | None) -> str:

@@ -386,6 +386,19 @@ class Store:
         ).fetchone()
         return row[0] if row else None
 
+    def newest_records(self) -> tuple[int, int, int]:
+        """(newest version id, newest position set id, latest recorded_at of either; 0 when
+        there is none): every record changes them, so they name a state of the history."""
+        return self._db.execute(
+            "SELECT COALESCE((SELECT MAX(id) FROM versions), 0),"
+            " COALESCE((SELECT MAX(id) FROM position_sets), 0),"
+            " MAX(COALESCE((SELECT MAX(recorded_at) FROM versions), 0),"
+            " COALESCE((SELECT MAX(recorded_at) FROM position_sets), 0))").fetchone()
+
+    def next_position_set_from(self, t: int, known_at: int = NO_LIMIT) -> int | None:
+        """Where the first position set starting after ``t`` starts, as known at known_at."""
+        return self._next_valid_from("position_sets", t, known_at)
+
     def earliest_valid_from(self, known_at: int = NO_LIMIT) -> int | None:
         return self._db.execute(
             "SELECT MIN(valid_from) FROM versions WHERE recorded_at <= ?", (known_at,)
