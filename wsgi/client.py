@@ -70,7 +70,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from wsgi import dates
+from wsgi import dates, fplane
 from wsgi.client_cache import DEFAULT_MAX_BYTES, AnswerCache, Entry, default_cache_dir, server_key, variant_key
 from wsgi.files import write_atomically
 
@@ -189,7 +189,7 @@ class FplaneClient:
         entry = None if t is None else cache.find(t)
         clock = time.time()
         if entry is not None and entry.fresh(clock):
-            return _from_entry(entry, t, "cache")
+            return _from_entry(entry, t, "cache", when)
         url = fplane_url(self.url, when, actual=actual, full=full, known_at=known_at)
         status, body, headers = download(url, self.timeout, etag=entry and entry.etag,
                                          context=self._ssl)
@@ -198,14 +198,14 @@ class FplaneClient:
             t = self.instant(when, now)
         if status == 304 and entry is not None:
             entry = cache.revalidated(entry, clock, _max_age(headers))
-            return _from_entry(entry, t, "cache (revalidated)")
+            return _from_entry(entry, t, "cache (revalidated)", when)
         entry = Entry(self.url, cache.variant, int(headers.get("X-FPlane-Version", "0")),
                       _micros(headers.get("X-FPlane-Valid-From")),
                       _micros(headers.get("X-FPlane-Valid-Until")),
                       headers.get("ETag") or "", clock, _max_age(headers), body)
         if entry.etag:
             cache.store(entry)
-        return _from_entry(entry, t, "server")
+        return _from_entry(entry, t, "server", when)
 
     def _cache(self, actual, full, known_at) -> AnswerCache:
         variant = variant_key(full=full, actual=actual, known_at=known_at)
@@ -256,8 +256,17 @@ def _answer(body: str | bytes, version: int, valid_from: int, valid_until: int |
                         "" if t is None else dates.format_micros(t), source, valid_from, valid_until)
 
 
-def _from_entry(entry: Entry, t: int | None, source: str) -> FplaneAnswer:
-    return _answer(entry.body, entry.version, entry.valid_from, entry.valid_until, t, source)
+def _from_entry(entry: Entry, t: int | None, source: str, when: str) -> FplaneAnswer:
+    body = entry.body if t is None else _restated(entry.body, t, when)
+    return _answer(body, entry.version, entry.valid_from, entry.valid_until, t, source)
+
+
+def _restated(body: bytes | str, t: int, when: str) -> str:
+    """A kept file as the server serves it for ``when``: its first line names the instant
+    it answers (fplane.asked_line); every other line holds for any instant of its interval."""
+    text = body.decode("utf-8") if isinstance(body, bytes) else body
+    rest = text.split("\n", 1)[1]
+    return fplane.render_header([fplane.asked_line(dates.format_micros(t), when or None)]) + rest
 
 
 def _micros(text: str | None) -> int | None:

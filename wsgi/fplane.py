@@ -261,6 +261,14 @@ def _commented_row_fields(text: str):
     return None
 
 
+def asked_line(instant: str, datestr: str | None) -> str:
+    """The first header line of a served file: the instant it answers (ISO 8601 UTC) and
+    the date as it was asked for. A client that reuses a file for another instant of its
+    validity writes this line for that instant (wsgi/client.py)."""
+    return (f"fplane file of the HET/VIRUS focal plane at {instant}"
+            + (f" (asked for: {datestr})" if datestr else ""))
+
+
 def render_header(header_lines: Iterable[str]) -> str:
     """The comment lines that open a file, each ``# text`` and newline-terminated.
 

@@ -254,8 +254,7 @@ def until_text(micros: int | None) -> str:
 
 def _header_lines(query, instant, version, position_set) -> list[str]:
     lines = [
-        f"fplane file of the HET/VIRUS focal plane at {dates.format_instant(instant)}"
-        + (f" (asked for: {query.datestr})" if query.datestr else ""),
+        fplane.asked_line(dates.format_instant(instant), query.datestr),
         f"version {version.id}: valid_from {dates.format_micros(version.valid_from)},"
         f" valid_until {until_text(version.valid_until)}",
         f"recorded_at {dates.format_micros(version.recorded_at)} by {version.station}"
