@@ -704,6 +704,21 @@ def test_same_update_posted_twice_has_one_id_and_one_file(site, app):
     assert len(site.spooled()) == 1
 
 
+@pytest.mark.parametrize("blanks", ["%20", "%09", "%20%0D%0A", "%0B%0C"])
+@pytest.mark.parametrize("kind, url", [("config", "/fplane"), ("positions", "/positions")])
+def test_blanks_around_the_date_make_the_same_update(site, app, kind, url, blanks):
+    # The GET path forgives blanks around a date; a post must not become a second update
+    # because a script added a space (or a CR LF) after it.
+    form = (site.form(update()) if kind == "config"
+            else site.form(positions_update(MEASURED), station="astrometry"))
+    plain = post(app, form, url=f"{url}/20190401")
+    padded = post(app, form, url=f"{url}/{blanks}20190401{blanks}")
+    assert plain.headers["X-FPlane-Code"] == padded.headers["X-FPlane-Code"] == "100", padded.text
+    assert padded.headers["X-FPlane-Update"] == plain.headers["X-FPlane-Update"]
+    assert "was already received" in first_line(padded)
+    assert len(site.spooled()) == 1
+
+
 def test_same_data_for_another_instant_is_another_update(site, app):
     form = site.form(update())
     first = post(app, form, url="/fplane/20180701").headers["X-FPlane-Update"]

@@ -54,6 +54,9 @@ class UpdateReceiver:
         """Check, judge and (unless a dry run or no change) spool one post of ``kind``
         (``config`` or ``positions``, which is also the role the station needs)."""
         now = now or datetime.now(timezone.utc)
+        # The date as parse_datestr reads it, blanks around it forgiven (as on GET), before it
+        # names the update: "/fplane/20190401%20" is the same update as "/fplane/20190401".
+        datestr = (datestr or "").strip(dates.SURROUNDING_WHITESPACE) or None
         body = read_body(environ, self.config.max_body)
         fields = _required_fields(parse_form(environ.get("CONTENT_TYPE", ""), body))
         station_id = fields["station_id"].decode("utf-8", "replace")
