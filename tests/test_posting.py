@@ -424,6 +424,26 @@ def test_refusal_as_json_when_asked_lists_every_problem(site, app, how):
     assert_nothing_kept(site)
 
 
+def test_central_seats_listed_with_ids_000_as_in_the_full_file_are_accepted(site, app):
+    # The real full file lists 054, 055, 064 and 065 as "#054 ... 000 000 000": a status
+    # that lists them so says they are empty, which they always are.
+    status = changed_status()
+    status["spectrographs"] += [entry(seat, 0, 0, 0) for seat in (54, 55, 64, 65)]
+    response = post(app, site.form(update(status)))
+    assert response.status_int == 202 and response.headers["X-FPlane-Code"] == "100", response.text
+    served = strict_fplane_parse(response.text.split("\n", 1)[1])
+    assert "054" not in served   # still commented out: empty
+
+
+def test_an_ifu_on_a_central_seat_is_209_with_the_reason(site, app):
+    status = changed_status()
+    status["spectrographs"].append(entry(64, 0, 0, 977))
+    lines = refused(site, post(app, site.form(update(status))), 209, 422)
+    assert lines[1:] == ["spectrographs[%d] (seat 064): seat 064 cannot hold IFU 977: the "
+                         "central seats 054, 055, 064, 065 are always empty; list it with ids "
+                         "000 (empty) or leave it out" % (len(status["spectrographs"]) - 1)]
+
+
 def test_ifu_and_spectrograph_listed_twice_are_209(site, app):
     status = changed_status()
     seats = status["spectrographs"]

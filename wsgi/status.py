@@ -20,7 +20,9 @@ The steps, in the contract's order of checks::
     is_suspicious(previous_rows, rows)                # 103: held for review
     new_hardware(previous_rows, rows)                 # for the notification
 
-A status describes the 78 VIRUS seats only.  The 000 reference row, LRS2 (056,
+A status describes the 78 VIRUS seats only (the other six grid seats, LRS2 and the
+always-empty centre, may be listed with ids 000, as the full file lists them; they
+change nothing).  The 000 reference row, LRS2 (056,
 066) and the non-grid fibre bundles (555, 600-616, ...) are carried over from
 the previous version, or taken from ``[Site] static_rows`` when there is none.
 Grid seats are written at their nominal positions: measured positions live in
@@ -28,7 +30,6 @@ position sets (``POST /positions``, ``positions_from_update``).
 """
 from __future__ import annotations
 
-import functools
 import json
 import math
 import re
@@ -172,43 +173,10 @@ _STRUCTURE_RE = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*(?:"|\Z)|[\[{]|[\]}]|,', re.
 _LONGEST_INT = 30   # digits; ids are 3, and int() of 4300+ digits raises in 3.11
 
 
-def _check_size(text: str, max_depth: int, max_items: int) -> str | None:
+def _size_problem(text: str, max_depth: int, max_items: int) -> str | None:
     """Nesting depth and item count, found without parsing (and without recursion):
     json.loads recurses once per level, so 10,000 ``[`` would blow the stack.
     Why ``text`` is too big, or None."""
-    if _surely_within(text, max_depth, max_items):
-        return None
-    return _exact_size_problem(text, max_depth, max_items)
-
-
-# Everything but brackets, quotes and backslashes, for str.translate to delete.
-_SKELETON = str.maketrans("", "", "".join(chr(c) for c in range(128) if chr(c) not in '[]{}"\\'))
-_EMPTY_PAIR_RE = re.compile(r"\[\]|\{\}")
-
-
-def _surely_within(text: str, max_depth: int, max_items: int) -> bool:
-    """True when ``text`` is certainly within both limits; False means "ask
-    _exact_size_problem", never "too big".  A few passes in C instead of a Python step per
-    token (a status has some 2,000 tokens; this is every post's and every commit's cost).
-
-    - items: commas and opening brackets counted everywhere, inside strings too, can
-      only over-count;
-    - depth: deleting all but ``[]{}"\\`` and then every ``""`` leaves the bare brackets
-      when no string holds a bracket, quote, backslash or non-ASCII character (anything
-      left over stops the passes below); each pass deletes the innermost empty pairs, so
-      the bare brackets are gone after at most ``max_depth`` passes exactly when they are
-      well nested no deeper than that."""
-    if text.count(",") + text.count("[") + text.count("{") > max_items:
-        return False
-    skeleton = text.translate(_SKELETON).replace('""', "")
-    for _ in range(max_depth):
-        if not skeleton:
-            return True
-        skeleton = _EMPTY_PAIR_RE.sub("", skeleton)
-    return not skeleton
-
-
-def _exact_size_problem(text: str, max_depth: int, max_items: int) -> str | None:
     depth = 0
     items = 0
     for match in _STRUCTURE_RE.finditer(text):
@@ -257,7 +225,7 @@ def decode_update(data_text: str, *, payload: str = "config", max_depth: int = 1
     if data_text.startswith("\ufeff"):
         data_text = data_text[1:]   # a BOM some editors write; harmless
 
-    too_big = _check_size(data_text, max_depth, max_items)
+    too_big = _size_problem(data_text, max_depth, max_items)
     if too_big:
         raise UpdateError(codes.INVALID_DATA, too_big, (too_big,))
 
@@ -296,7 +264,7 @@ def decode_update(data_text: str, *, payload: str = "config", max_depth: int = 1
     except json.JSONDecodeError as exc:
         raise UpdateError(codes.BAD_JSON, f"data is not valid JSON: {exc.msg} at line "
                                           f"{exc.lineno} column {exc.colno}") from None
-    except RecursionError:  # pragma: no cover - _check_size bounds the depth first
+    except RecursionError:  # pragma: no cover - _size_problem bounds the depth first
         raise _invalid("data is invalid", ["data nests too deeply"]) from None
 
     if not isinstance(data, dict):
@@ -361,16 +329,27 @@ def _parse_id(value: Any) -> int | None:
     return None
 
 
-def _seat_problem(seat: int) -> str | None:
-    """Why ``seat`` cannot be listed in a status, or None for a VIRUS seat."""
-    if seat in _VIRUS_SET:
-        return None
-    if seat in LRS2_SLOTS:
-        name = "LRS2-B" if seat == LRS2_SLOTS[0] else "LRS2-R"
-        return (f"unknown seat {seat:03d}: it holds {name}, which is not part of a hardware "
-                f"status (carried over from the previous version)")
-    if seat in ALWAYS_EMPTY_SLOTS:
-        return f"unknown seat {seat:03d}: the central seats 054, 055, 064, 065 are always empty"
+_HARDWARE_IDS = (("ifuid", "IFU"), ("specid", "spectrograph"), ("specslot", "spectrograph slot"))
+
+
+def _holds_nothing(ids: dict[str, int]) -> bool:
+    """True when an entry lists no hardware: every id it gives (of those readable) is 000."""
+    return not any(ids.get(key) for key, _ in _HARDWARE_IDS)
+
+
+def _seat_problem(seat: int, ids: dict[str, int]) -> str:
+    """Why ``seat``, no VIRUS seat, cannot be listed with ``ids`` in a status."""
+    if seat in LRS2_SLOTS or seat in ALWAYS_EMPTY_SLOTS:
+        hardware = " and ".join(f"{name} {ids[key]:03d}" for key, name in _HARDWARE_IDS
+                                if ids.get(key))
+        if seat in LRS2_SLOTS:
+            name = "LRS2-B" if seat == LRS2_SLOTS[0] else "LRS2-R"
+            why = (f"it holds {name}, which is not part of a hardware status (carried over "
+                   f"from the previous version)")
+        else:
+            why = "the central seats 054, 055, 064, 065 are always empty"
+        return (f"seat {seat:03d} cannot hold {hardware}: {why}; list it with ids 000 "
+                f"(empty) or leave it out")
     if seat == REFERENCE_SLOT:
         return ("unknown seat 000: the reference row is not part of a hardware status "
                 "(carried over from the previous version)")
@@ -387,8 +366,9 @@ def parse_status(status: Any, site_tz: tzinfo) -> HardwareStatus:
     object, ``timestamp`` missing or not a date, ``spectrographs`` missing or not
     a list, an entry without one of ifuslot / specid / specslot / ifuid, a
     malformed id (an int 0..999 or a string of 1-3 ASCII digits; booleans are
-    not ids), a seat that is not a VIRUS seat, the same seat, the same IFU or the
-    same active spectrograph listed twice.  Keys are case-insensitive; unknown
+    not ids), a seat that is not a VIRUS seat (LRS2 and the central seats may be listed
+    with ids 000: they hold nothing a status describes), the same seat, the same IFU or
+    the same active spectrograph listed twice.  Keys are case-insensitive; unknown
     keys are ignored (they stay in ``raw``).  ``site_tz`` only matters for a
     timestamp that is a bare date (local midnight).
     """
@@ -439,44 +419,6 @@ def _parse_timestamp(fields: dict, site_tz: tzinfo, problems: list[str]) -> date
 
 
 def _parse_entries(spectrographs: list, problems: list[str]) -> list[SeatEntry]:
-    entries = _plain_entries(spectrographs)
-    if entries is None:
-        entries = _diagnosed_entries(spectrographs, problems)
-    return entries
-
-
-_ID_KEY_SET = frozenset(_ID_KEYS)
-
-
-def _plain_entries(spectrographs: list) -> list[SeatEntry] | None:
-    """The entries of a status as a TCS writes it (every entry an object of exactly the
-    four lower-case keys, ids as strings of digits, seats VIRUS seats, nothing listed
-    twice), read in one tight loop; None at the first thing that is not so, and then
-    _diagnosed_entries reads the status again and says what is wrong, if anything."""
-    entries = []
-    seats: set[int] = set()
-    ifus: set[int] = set()
-    specs: set[int] = set()
-    try:
-        for item in spectrographs:
-            if type(item) is not dict or item.keys() != _ID_KEY_SET:
-                return None
-            seat, specid = _ID_TEXTS[item["ifuslot"]], _ID_TEXTS[item["specid"]]
-            specslot, ifuid = _ID_TEXTS[item["specslot"]], _ID_TEXTS[item["ifuid"]]
-            if seat not in _VIRUS_SET or seat in seats or ifuid in ifus or specid in specs:
-                return None
-            seats.add(seat)
-            if ifuid:       # 000 is no bundle / no spectrograph: it may repeat
-                ifus.add(ifuid)
-            if specid:
-                specs.add(specid)
-            entries.append(SeatEntry(seat, specid, specslot, ifuid))
-    except (KeyError, TypeError):   # an int id (allowed), a malformed or unhashable one
-        return None
-    return entries
-
-
-def _diagnosed_entries(spectrographs: list, problems: list[str]) -> list[SeatEntry]:
     entries: list[SeatEntry] = []
     seen_seat: dict[int, int] = {}               # seat -> index
     seen_ifu: dict[int, tuple[int, int]] = {}    # ifuid -> (index, seat)
@@ -497,15 +439,19 @@ def _diagnosed_entries(spectrographs: list, problems: list[str]) -> list[SeatEnt
                 ids[key] = value
 
         if seat is not None:
-            seat_problem = _seat_problem(seat)
-            if seat_problem:
-                problems.append(f"{where}: {seat_problem}")
+            # A grid seat that holds no VIRUS IFU (LRS2, the always-empty centre) may be
+            # listed empty, as the full file lists it; only hardware on it is wrong.
+            listed_empty = seat in _GRID_SET and _holds_nothing(ids)
+            if seat not in _VIRUS_SET and not listed_empty:
+                problems.append(f"{where}: {_seat_problem(seat, ids)}")
                 continue
             if seat in seen_seat:
                 problems.append(f"{where}: seat {seat:03d} is listed twice (also "
                                 f"spectrographs[{seen_seat[seat]}])")
                 continue
             seen_seat[seat] = index
+            if seat not in _VIRUS_SET:
+                continue   # nothing there: LRS2 is carried over, the centre stays empty
         # 000 is no bundle / no spectrograph (an inactive seat): it may repeat.
         _check_unique(ids.get("ifuid"), "IFU", seen_ifu, index, seat, where, problems)
         _check_unique(ids.get("specid"), "active spectrograph", seen_spec, index, seat, where,
@@ -598,16 +544,9 @@ def build_configuration(status: HardwareStatus, previous_rows: Iterable[Row] | N
 
     for e in status.entries:
         # parse_status guarantees VIRUS seats listed once.
-        rows[e.ifuslot] = _status_row(e.ifuslot, e.specid, e.specslot, e.ifuid)
+        rows[e.ifuslot] = Row(e.ifuslot, *nominal_position(e.ifuslot), e.specid, e.specslot,
+                              e.ifuid, 0.0, 1.0, e.specid != 0)
     return canonical_order(rows.values())
-
-
-# Rows are immutable and a site's statuses repeat day after day: the same listed seats make
-# the same Row objects, which also lets store.content_hash reuse its lines for them.
-@functools.lru_cache(maxsize=4096)
-def _status_row(ifuslot: int, specid: int, specslot: int, ifuid: int) -> Row:
-    return Row(ifuslot, *nominal_position(ifuslot), specid, specslot, ifuid, 0.0, 1.0,
-               specid != 0)
 
 
 # --------------------------------------------------------------------------
