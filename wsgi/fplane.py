@@ -1,7 +1,6 @@
 """The HET/VIRUS focal plane ("fplane") file: domain model, importer and renderer.
 
-Pure functions, no I/O, no state besides constants and a bounded memo of rendered
-lines (remembered_per_row), which changes no result.
+Pure functions, no I/O, no state besides constants.
 
 The file has one row per seat of the IFU head mounting plate (IHMP)::
 
@@ -28,7 +27,7 @@ import math
 import re
 from dataclasses import dataclass, replace
 from dataclasses import fields as dataclass_fields
-from typing import Callable, Iterable, Mapping
+from typing import Iterable, Mapping
 
 __all__ = [
     "Row", "ParsedFile",
@@ -202,32 +201,6 @@ def render_row(row: Row) -> str:
                   row.ifuid, row.ifurot, row.platesc)
 
 
-ROW_MEMO_LIMIT = 4096
-
-
-def remembered_per_row(format_row: Callable[[Row], str]) -> Callable[[Row], str]:
-    """``format_row``, remembering its text for the last few thousand Row objects.
-
-    Every post and every commit formats a configuration of some 100 rows, nearly all of
-    them Row objects met before (the empty seats, rows carried over from the store's
-    cached versions, a status's rows: status._status_row), and formatting their floats
-    is most of the cost. Keyed by the object, not its value: 0.0 and -0.0 are equal keys
-    but different text. Holding the row keeps its id from being reused meanwhile."""
-    texts: dict[int, tuple[Row, str]] = {}
-
-    def text_of(row: Row) -> str:
-        known = texts.get(id(row))
-        if known is None:
-            if len(texts) >= ROW_MEMO_LIMIT:
-                texts.clear()
-            known = texts[id(row)] = (row, format_row(row))
-        return known[1]
-    return text_of
-
-
-_remembered_row = remembered_per_row(render_row)
-
-
 # A full file lists every grid seat; one missing from ``rows`` is an empty seat.
 _EMPTY_SEAT_ROWS = {
     s: Row(s, *nominal_position(s), 0, 0, 0, 0.0, 1.0, False) for s in GRID_SLOTS}
@@ -277,7 +250,7 @@ def render_fplane(rows: Iterable[Row], header_lines: Iterable[str], full: bool) 
     Raises ValueError when a seat appears twice in ``rows``.
     """
     lines = [render_header(header_lines) + COLUMN_HEADER]
-    lines.extend(map(_remembered_row, served_rows(rows, full)))
+    lines.extend(map(render_row, served_rows(rows, full)))
     lines.append("")  # exactly one trailing newline
     return "\n".join(lines)
 

@@ -181,9 +181,9 @@ def content_hash(rows) -> str:
     return _sha256_without_negative_zeros("".join(map(_hash_line, sorted(rows, key=_seat))))
 
 
-_hash_line = fplane.remembered_per_row(
-    lambda r: "%03d %.3f %.3f %03d %03d %03d %.3f %.3f %d\n"
-              % (r.ifuslot, r.x, r.y, r.specid, r.specslot, r.ifuid, r.ifurot, r.platesc, r.active))
+def _hash_line(r) -> str:
+    return ("%03d %.3f %.3f %03d %03d %03d %.3f %.3f %d\n"
+            % (r.ifuslot, r.x, r.y, r.specid, r.specslot, r.ifuid, r.ifurot, r.platesc, r.active))
 
 
 def _sha256_without_negative_zeros(text: str) -> str:
