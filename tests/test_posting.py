@@ -24,7 +24,7 @@ from urllib.parse import quote_from_bytes
 import pytest
 from webob import Request
 
-from tests.fplane_samples import (COLUMNS_LINE, default_active, entry, make_rows,
+from tests.fplane_samples import (COLUMNS_LINE, default_active, entry, grid_position, make_rows,
                                   measured_positions, server_line, status_from_rows,
                                   strict_fplane_parse)
 from tests.support import (add_station, import_rows, init_store, run_admin, test_app,
@@ -957,6 +957,53 @@ def test_positions_in_fplane_form_are_209(site, app):
     lines = refused(site, post(app, site.form(positions_update(MEASURED), station="ops")),
                     209, 422)
     assert "config is missing" in "\n".join(lines[1:])
+
+
+def served_positions(app, date="latest") -> dict[int, tuple[float, float]]:
+    served = strict_fplane_parse(app.get(f"/fplane/{date}?actual_pos=1&full_fplane=1").text)
+    return {int(seat): values[:2] for seat, values in served.items()}
+
+
+def commit_positions(site, app, data, station="astrometry"):
+    response = post(app, site.form(data, station=station), "/positions")
+    assert response.headers["X-FPlane-Code"] == "100", response.text
+    assert run_writer(site) == 1
+    return response
+
+
+def test_positions_for_a_few_seats_keep_every_other_seats_last_measurement(site, app):
+    # Astrometry measures a few seats at a time: a second post for two seats must not send
+    # the seats measured before back to nominal.
+    first = measured_positions(ACTIVE[:12])
+    commit_positions(site, app, positions_update(first))
+    few = {seat: (x + 0.1, y - 0.1) for seat, (x, y) in list(first.items())[:2]}
+    answer = commit_positions(site, app, positions_update(few))
+    assert "last measurement of every seat it does not list" in answer.text
+    served = served_positions(app)
+    for seat in first:
+        expected = few.get(seat, first[seat])
+        assert served[seat] == (pytest.approx(expected[0], abs=5e-4),
+                                pytest.approx(expected[1], abs=5e-4)), seat
+    # the answer showed the same file as GET does now
+    assert strict_fplane_parse(answer.text.split("\n", 1)[1]) == strict_fplane_parse(
+        app.get("/fplane/latest?actual_pos=1").text)
+
+
+def test_positions_reset_seats_to_nominal_only_when_asked(site, app):
+    first = measured_positions(ACTIVE[:12])
+    commit_positions(site, app, positions_update(first))
+    seats = list(first)
+    reset = {**positions_update({seats[0]: (first[seats[0]][0] + 0.2, first[seats[0]][1])}),
+             "reset": [f"{seats[1]:03d}"]}
+    commit_positions(site, app, reset)
+    served = served_positions(app)
+    assert served[seats[1]] == grid_position(seats[1])               # reset: nominal
+    assert served[seats[2]] == pytest.approx(first[seats[2]], abs=5e-4)  # kept
+    whole = {**positions_update({seats[3]: first[seats[3]]}), "complete": True}
+    commit_positions(site, app, whole)
+    served = served_positions(app)
+    assert served[seats[3]] == pytest.approx(first[seats[3]], abs=5e-4)
+    assert all(served[seat] == grid_position(seat) for seat in seats if seat != seats[3])
 
 
 # == GET /updates/<id> ===============================================================

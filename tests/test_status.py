@@ -52,6 +52,8 @@ from wsgi.status import (
     new_hardware,
     parse_status,
     positions_from_update,
+    PositionsUpdate,
+    merged_positions,
 )
 
 TZ = ZoneInfo("America/Chicago")
@@ -503,7 +505,7 @@ def test_decode_update_for_positions():
     text = json.dumps({"positions": [{"ifuslot": "021", "x": -349.8, "y": 350.2}],
                        "commit": True})
     data = decode_update(text, payload="positions")
-    assert positions_from_update(data) == {21: (-349.8, 350.2)}
+    assert positions_from_update(data) == PositionsUpdate({21: (-349.8, 350.2)})
     err = decode_error('{"commit": true}', payload="positions")
     assert err.problems == ("positions is missing (the positions)",)
 
@@ -639,9 +641,29 @@ def test_positions_from_update():
     data = {"positions": [{"ifuslot": "021", "x": -349.8, "y": 350.2},
                           {"IFUSLOT": 56, "X": -50, "Y": -150.475},   # LRS2 may be measured
                           {"ifuslot": "054", "x": -50.0, "y": 50.0}]}
-    assert positions_from_update(data) == {21: (-349.8, 350.2), 56: (-50.0, -150.475),
-                                           54: (-50.0, 50.0)}
-    assert isinstance(positions_from_update(data)[56][0], float)
+    assert positions_from_update(data) == PositionsUpdate(
+        {21: (-349.8, 350.2), 56: (-50.0, -150.475), 54: (-50.0, 50.0)}, frozenset(), False)
+    assert isinstance(positions_from_update(data).measured[56][0], float)
+
+
+def test_positions_may_reset_seats_or_be_the_whole_set():
+    data = {"positions": [pos(21, x=-349.9)], "Reset": ["022", 23], "complete": False}
+    assert positions_from_update(data) == PositionsUpdate({21: (-349.9, 350.0)},
+                                                          frozenset({22, 23}), False)
+    assert positions_from_update({"positions": [], "complete": True}) == PositionsUpdate(
+        {}, frozenset(), True)
+    assert positions_from_update({"positions": [], "reset": ["021"]}).reset == {21}
+
+
+def test_a_post_keeps_the_last_measurement_of_every_seat_it_does_not_list_or_reset():
+    last = {21: (-349.9, 350.1), 22: (-349.8, 250.2), 23: (-350.2, 149.9)}
+    assert merged_positions(last, PositionsUpdate({21: (-350.1, 350.0)})) == {
+        21: (-350.1, 350.0), 22: (-349.8, 250.2), 23: (-350.2, 149.9)}
+    assert merged_positions(last, PositionsUpdate({24: (-350.1, 50.0)}, frozenset({22}))) == {
+        21: (-349.9, 350.1), 23: (-350.2, 149.9), 24: (-350.1, 50.0)}
+    assert merged_positions(last, PositionsUpdate({24: (-350.1, 50.0)}, complete=True)) == {
+        24: (-350.1, 50.0)}
+    assert merged_positions({}, PositionsUpdate({21: (-350.1, 350.0)})) == {21: (-350.1, 350.0)}
 
 
 def pos(seat, x=None, y=None):
@@ -653,6 +675,13 @@ def pos(seat, x=None, y=None):
     ({}, ['positions is missing (a list of {"ifuslot", "x", "y"})']),
     ({"positions": {"021": [1, 2]}}, ["positions must be a list, not an object"]),
     ({"positions": []}, ["positions is empty: nothing to store"]),
+    ({"positions": [pos(21)], "reset": "022"}, ['reset must be a list of seats such as']),
+    ({"positions": [pos(21)], "reset": ["600", "x", True]},
+     ["reset[0]: unknown seat 600: not a seat of the IFU grid",
+      "reset[1]: 'x' is not an id of 1-3 digits", "reset[2]: true is not an id"]),
+    ({"positions": [pos(21), pos(22)], "reset": ["022", "021"]},
+     ["reset lists 021, 022, also measured in positions: measure a seat or reset it"]),
+    ({"positions": [pos(21)], "complete": "yes"}, ["complete must be true or false, not 'yes'"]),
     ({"positions": [pos(21), [21, 1, 2]]},
      ["positions[1]: must be an object with ifuslot, x and y, not an array"]),
     ({"positions": [pos(600)]}, ["positions[0] (seat 600): unknown seat 600: not a seat of "
@@ -690,7 +719,8 @@ def test_positions_from_update_refuses(data, problems):
 
 
 def test_positions_exactly_at_the_offset_limit_are_accepted():
-    assert positions_from_update({"positions": [pos(21, x=-340.0)]}) == {21: (-340.0, 350.0)}
+    assert positions_from_update({"positions": [pos(21, x=-340.0)]}).measured == {
+        21: (-340.0, 350.0)}
 
 
 # --------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 
 from wsgi import dates
 from wsgi.store import Store, UpdateRecord
-from wsgi.updates import decode_payload, plan_configuration
+from wsgi.updates import decode_payload, plan_configuration, plan_positions
 
 SOURCE = {"config": "POST /fplane", "positions": "POST /positions"}
 
@@ -47,8 +47,10 @@ def commit_update(store: Store, config, update: UpdateRecord, decided_at: int,
         comment += f", released by {released_by}"
         update = replace(update, reason=f"released by {released_by}; it was held: {update.reason}")
     if update.kind == "positions":
+        with store.snapshot():
+            plan = plan_positions(store, payload, update.valid_from)
         position_set, created = store.record_position_set(
-            payload, update.valid_from, decided_at, update.station, comment,
+            plan.positions, update.valid_from, decided_at, update.station, comment,
             SOURCE[update.kind], update=update)
         return Outcome("committed" if created else "unchanged", position_set_id=position_set.id)
 

@@ -92,7 +92,8 @@ class UpdateReceiver:
                                 plan, kind, f"update {uid}: {earlier.state}", uid)
         if plan.unchanged:
             same = (f"version {plan.previous.id}" if kind == "config"
-                    else f"position set {plan.current.id}")
+                    else f"position set {plan.current.id}" if plan.current is not None
+                    else "no position set (every seat nominal)")
             return self._answer(codes.NO_CHANGE, f"no change, nothing new committed: {same}, "
                                                  f"valid at {dates.format_micros(valid_from)}, "
                                                  f"already says this", plan, kind,
@@ -139,7 +140,8 @@ class UpdateReceiver:
         """``<code> <message>``, then the resulting full fplane file (contract section 6)."""
         header = [summary, f"valid_from {dates.format_micros(plan.valid_from)}",
                   "positions: nominal" if kind == "config" else
-                  "positions: measured by this update; seats not measured are nominal"]
+                  "positions: measured (this update, and the last measurement of every seat "
+                  "it does not list or reset); seats never measured are nominal"]
         if plan.rows:
             header.append("full file (inactive seats commented out)")
             text = fplane.render_fplane(plan.rows, header, full=True)

@@ -53,8 +53,10 @@ from wsgi.fplane import (
 
 __all__ = [
     "UpdateError", "SeatEntry", "HardwareStatus",
-    "decode_update", "parse_status", "build_configuration", "check_timestamp",
+    "decode_update", "parse_status", "build_configuration", "carried_over_rows", "at_nominal",
+    "check_timestamp",
     "deactivated_fraction", "is_suspicious", "new_hardware", "positions_from_update",
+    "PositionsUpdate", "merged_positions",
     "MAX_POSITION_OFFSET", "SUSPICIOUS_FRACTION", "MAX_PROBLEMS",
 ]
 
@@ -503,12 +505,35 @@ def _seat_text(seat: int) -> str:
 # --------------------------------------------------------------------------
 # The new configuration
 
-def _at_nominal(row: Row) -> Row:
+def at_nominal(row: Row) -> Row:
+    """``row`` at its seat's nominal position (grid seats)."""
     x, y = nominal_position(row.ifuslot)
     if (row.x, row.y) == (x, y):
         return row
     return Row(row.ifuslot, x, y, row.specid, row.specslot, row.ifuid, row.ifurot,
                row.platesc, row.active)
+
+
+def carried_over_rows(previous_rows: Iterable[Row] | None,
+                      static_rows: Iterable[Row]) -> dict[int, Row]:
+    """The rows a hardware status does not describe, by seat, as a new configuration
+    gets them: 000, LRS2 (056, 066) and every non-grid row, carried over from
+    ``previous_rows``, or taken from ``static_rows`` when there is no previous version
+    (None or empty).  LRS2 keeps its ids and state but, like every grid seat, sits at
+    its nominal position (measured positions live in position sets); an LRS2 seat the
+    source lacks is left out.  The 000 row falls back to the static one, then to
+    fplane.REFERENCE_ROW.  (fplane-admin import gives a file without special rows the
+    same ones.)
+    """
+    static_rows = tuple(static_rows)
+    source = tuple(previous_rows or ()) or static_rows
+    by_seat = {r.ifuslot: r for r in source}
+    rows = {s: at_nominal(by_seat[s]) for s in LRS2_SLOTS if s in by_seat}
+    rows.update((s, r) for s, r in by_seat.items() if s != REFERENCE_SLOT and s not in _GRID_SET)
+    rows[REFERENCE_SLOT] = (by_seat.get(REFERENCE_SLOT)
+                            or next((r for r in static_rows if r.ifuslot == REFERENCE_SLOT), None)
+                            or REFERENCE_ROW)
+    return rows
 
 
 def build_configuration(status: HardwareStatus, previous_rows: Iterable[Row] | None,
@@ -518,30 +543,11 @@ def build_configuration(status: HardwareStatus, previous_rows: Iterable[Row] | N
     - The 78 VIRUS seats: listed ones from the status (active iff SPECID is not
       000), unlisted ones empty (000 000 000) and inactive; with the always-empty
       central seats, at nominal positions.
-    - 000, LRS2 (056, 066) and every non-grid row: carried over from
-      ``previous_rows``, or taken from ``static_rows`` when there is no previous
-      version (None or empty).  LRS2 keeps its ids and state but, like every grid
-      seat, sits at its nominal position (measured positions live in position
-      sets); an LRS2 seat the source lacks is empty.  The 000 row falls back to
-      the static one, then to fplane.REFERENCE_ROW.
+    - 000, LRS2 and the non-grid rows: carried_over_rows; an LRS2 seat without a
+      row there is empty.
     """
-    previous_rows = tuple(previous_rows or ())
-    static_rows = tuple(static_rows)
-    source = previous_rows or static_rows
-    by_seat = {r.ifuslot: r for r in source}
-
     rows: dict[int, Row] = {s: empty_seat_row(s) for s in GRID_SLOTS}
-    for s in LRS2_SLOTS:
-        if s in by_seat:
-            rows[s] = _at_nominal(by_seat[s])
-    for s, r in by_seat.items():
-        if s != REFERENCE_SLOT and s not in _GRID_SET:
-            rows[s] = r
-    reference = (by_seat.get(REFERENCE_SLOT)
-                 or next((r for r in static_rows if r.ifuslot == REFERENCE_SLOT), None)
-                 or REFERENCE_ROW)
-    rows[REFERENCE_SLOT] = reference
-
+    rows.update(carried_over_rows(previous_rows, static_rows))
     for e in status.entries:
         # parse_status guarantees VIRUS seats listed once.
         rows[e.ifuslot] = Row(e.ifuslot, *nominal_position(e.ifuslot), e.specid, e.specslot,
@@ -656,29 +662,56 @@ def _parse_coordinate(value: Any) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def positions_from_update(data: Mapping[str, Any]) -> dict[int, tuple[float, float]]:
-    """``{"positions": [{"ifuslot": "021", "x": -349.8, "y": 350.2}, ...]}`` (the
-    decoded data of ``POST /positions``) -> seat -> (x, y), arcsec.
+class PositionsUpdate(NamedTuple):
+    """What a ``POST /positions`` (or ``fplane-admin import``) says about the position set."""
+    measured: dict[int, tuple[float, float]]    # seat -> (x, y), arcsec
+    reset: frozenset[int] = frozenset()         # seats back to nominal
+    complete: bool = False                      # the whole set: seats not measured are nominal
+
+
+def merged_positions(last: Mapping[int, tuple[float, float]],
+                     update: PositionsUpdate) -> dict[int, tuple[float, float]]:
+    """The position set after ``update``, given the ``last`` one (seat -> (x, y); empty
+    when there is none).  Measurements are taken a few seats at a time, so the seats
+    the update measures take their new values and every other seat keeps its last
+    measurement, unless the update resets it or says it is the whole set."""
+    kept = {} if update.complete else {
+        seat: xy for seat, xy in last.items() if seat not in update.reset}
+    return {**kept, **update.measured}
+
+
+def positions_from_update(data: Mapping[str, Any]) -> PositionsUpdate:
+    """``{"positions": [{"ifuslot": "021", "x": -349.8, "y": 350.2}, ...],
+    "reset": ["022", ...], "complete": false}`` (the decoded data of ``POST /positions``)
+    -> PositionsUpdate.
 
     Any grid seat may be measured; x and y are finite numbers within
-    MAX_POSITION_OFFSET arcsec of the seat's nominal centre.  Keys are
-    case-insensitive.  Every problem (malformed entry, unknown seat, a seat
-    listed twice, an empty list) goes into one UpdateError 209.
+    MAX_POSITION_OFFSET arcsec of the seat's nominal centre.  ``reset`` (optional)
+    lists grid seats whose last measurement no longer holds (they go back to nominal);
+    ``complete`` (optional, default false) says the post is the whole set.  Keys are
+    case-insensitive.  Every problem (malformed entry, unknown seat, a seat listed
+    twice or both measured and reset, nothing to do) goes into one UpdateError 209.
     """
     if not isinstance(data, Mapping):
         raise _invalid("the positions are invalid",
                        [f"data must be an object with positions, not {_kind(data)}"])
     problems: list[str] = []
-    fields, key_problems = _lower_known_keys(dict(data), ("positions",))
+    fields, key_problems = _lower_known_keys(dict(data), ("positions", "reset", "complete"))
     problems.extend(key_problems)
     positions = fields.get("positions")
     out: dict[int, tuple[float, float]] = {}
+    reset = _reset_seats(fields.get("reset", []), problems)
+    complete = fields.get("complete", False)
+    if not isinstance(complete, bool):
+        problems.append(f"complete must be true or false, not {_show(complete)}")
+        complete = False
     if "positions" not in fields:
         problems.append('positions is missing (a list of {"ifuslot", "x", "y"})')
     elif not isinstance(positions, list):
         problems.append(f"positions must be a list, not {_kind(positions)}")
-    elif not positions:
-        problems.append("positions is empty: nothing to store")
+    elif not positions and not (reset or complete):
+        problems.append("positions is empty: nothing to store (reset lists seats to take back "
+                        "to nominal, complete: true makes the post the whole set)")
     else:
         seen: dict[int, int] = {}
         for index, where, item, seat in _seat_objects(positions, "positions",
@@ -723,6 +756,26 @@ def positions_from_update(data: Mapping[str, Any]) -> dict[int, tuple[float, flo
                                 f"{MAX_POSITION_OFFSET:g} is plausible")
                 continue
             out[seat] = (x, y)
+    both = sorted(reset & out.keys())
+    if both:
+        problems.append(f"reset lists {', '.join(f'{s:03d}' for s in both)}, also measured in "
+                        f"positions: measure a seat or reset it, not both")
     if problems:
         raise _invalid("the positions are invalid", problems)
-    return out
+    return PositionsUpdate(out, reset, complete)
+
+
+def _reset_seats(value: Any, problems: list[str]) -> frozenset[int]:
+    if not isinstance(value, list):
+        problems.append(f'reset must be a list of seats such as ["021", "022"], not {_kind(value)}')
+        return frozenset()
+    seats = set()
+    for index, item in enumerate(value):
+        seat = _parse_id(item)
+        if seat is None:
+            problems.append(f"reset[{index}]: {_show(item)} is not an id of 1-3 digits")
+        elif seat not in _GRID_SET:
+            problems.append(f"reset[{index}]: unknown seat {seat:03d}: not a seat of the IFU grid")
+        else:
+            seats.add(seat)
+    return frozenset(seats)
