@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from dataclasses import fields as dataclass_fields
 from typing import Iterable, Mapping
 
@@ -145,6 +145,9 @@ class ParsedFile:
     rows: tuple[Row, ...]     # canonical order, one per seat
     notes: tuple[str, ...]    # oddities found and how they were read; empty for a clean full file
     errors: tuple[str, ...]   # problems that make the file unusable; rows may then be partial
+    # The seats the file itself lists (the rest of rows was filled in); not part of what
+    # the file says, so not compared.
+    listed: frozenset[int] = field(default=frozenset(), compare=False)
 
 
 def nominal_position(ifuslot: int) -> tuple[float, float]:
@@ -567,7 +570,8 @@ def _parse(text, complete: bool) -> tuple[ParsedFile, dict[int, int]]:
             notes.append("no active VIRUS IFU in the file")
 
     line_of = {seat: lineno for seat, (lineno, _) in chosen.items()}
-    return ParsedFile(canonical_order(rows), _capped(notes), _capped(errors)), line_of
+    return (ParsedFile(canonical_order(rows), _capped(notes), _capped(errors), frozenset(line_of)),
+            line_of)
 
 
 def _note_shared_ids(chosen, notes):
