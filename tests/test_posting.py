@@ -171,8 +171,11 @@ def call_wsgi(site, environ):
     return answer["status"], answer["headers"], body
 
 
-def post_environ(path, body: bytes, content_type: str | None, length: str | None = "auto"):
-    """A POST environ; ``length=None`` leaves out Content-Length as a chunked request does."""
+def post_environ(path, body: bytes, content_type: str | None, length: str | None = "auto",
+                 terminated: bool = True):
+    """A POST environ; ``length=None`` leaves out Content-Length as a chunked request does,
+    from a server that reads chunked bodies (``wsgi.input_terminated``) unless
+    ``terminated`` is false."""
     environ = Request.blank(path, method="POST").environ
     environ["wsgi.input"] = io.BytesIO(body)
     environ.pop("CONTENT_TYPE", None)
@@ -181,6 +184,7 @@ def post_environ(path, body: bytes, content_type: str | None, length: str | None
     if length is None:
         environ.pop("CONTENT_LENGTH", None)
         environ["HTTP_TRANSFER_ENCODING"] = "chunked"
+        environ["wsgi.input_terminated"] = terminated
     else:
         environ["CONTENT_LENGTH"] = str(len(body)) if length == "auto" else length
     return environ
@@ -711,6 +715,25 @@ def test_chunked_post_without_content_length_is_accepted(site):
     status, headers, _ = call_wsgi(site, post_environ("/fplane", body, URLENCODED, None))
     assert status.startswith("202 ") and headers["X-FPlane-Code"] == "100"
     assert len(site.spooled()) == 1
+
+
+def test_a_chunked_post_the_server_cannot_read_is_411_saying_to_send_a_length(site):
+    # A server without wsgi.input_terminated (wsgiref, mod_wsgi by default) gives the app
+    # an empty stream for a chunked body: that must not read as "missing field".
+    body = urlencoded(site.form(update()).items())
+    status, headers, text = call_wsgi(site, post_environ("/fplane", body, URLENCODED, None,
+                                                         terminated=False))
+    assert status == "411 Length Required" and headers["X-FPlane-Code"] == "207"
+    assert text.decode().startswith("207 length required: ") and b"Content-Length" in text
+    assert_nothing_kept(site)
+
+
+def test_a_post_without_length_or_chunked_body_has_no_fields(site):
+    environ = post_environ("/fplane", b"", URLENCODED)
+    environ.pop("CONTENT_LENGTH")
+    environ["wsgi.input"] = io.BytesIO(urlencoded(site.form(update()).items()))  # not to be read
+    status, headers, text = call_wsgi(site, environ)
+    assert status.startswith("400 ") and headers["X-FPlane-Code"] == "202", text
 
 
 def test_same_update_posted_twice_has_one_id_and_one_file(site, app):

@@ -22,7 +22,14 @@ MAX_PARTS = 32
 
 
 def read_body(environ, max_body: int) -> bytes:
-    """The request body, or CodedError 212 beyond ``max_body`` bytes."""
+    """The request body, or CodedError 212 beyond ``max_body`` bytes.
+
+    A chunked body (no Content-Length) is read when the server can give it: one that
+    marks wsgi.input as ending with the body (``wsgi.input_terminated``), or uWSGI
+    through its chunked-input API (examples/uwsgi.ini turns on http-chunked-input so that
+    its HTTP router passes such bodies on). Any other server hands the app an empty
+    stream for it, which would read as a post without fields: 207 (HTTP 411) instead,
+    saying to send a Content-Length."""
     too_large = CodedError(codes.BODY_TOO_LARGE,
                            f"request body too large: the limit is {max_body} bytes ([Server] max_body)")
     length_text = environ.get("CONTENT_LENGTH") or ""
@@ -35,11 +42,36 @@ def read_body(environ, max_body: int) -> bytes:
         if length > max_body:
             raise too_large   # refused before reading a byte of it
         return _read_exactly(stream, length)
-    # No length (chunked): read one byte past the limit to know whether it was crossed.
-    body = _read_exactly(stream, max_body + 1)
-    if len(body) > max_body:
-        raise too_large
-    return body
+    if "chunked" not in environ.get("HTTP_TRANSFER_ENCODING", "").lower():
+        return b""   # no length and not chunked: HTTP says there is no body
+    chunks = _chunk_reader(environ)
+    if chunks is None:
+        raise CodedError(codes.LENGTH_REQUIRED,
+                         "length required: this server cannot read a chunked request body "
+                         "(Transfer-Encoding: chunked); send the post with a Content-Length")
+    # Read one byte past the limit to know whether it was crossed.
+    parts, size = [], 0
+    try:
+        for chunk in chunks:
+            parts.append(chunk)
+            size += len(chunk)
+            if size > max_body:
+                raise too_large
+    except OSError as err:   # uWSGI: the client stopped sending, or sent a broken chunk
+        raise CodedError(codes.MISSING_FIELD, f"the chunked request body could not be read "
+                                              f"to its end ({err}); send it again") from None
+    return b"".join(parts)
+
+
+def _chunk_reader(environ):
+    """The pieces of a chunked body as the server gives them, or None if it cannot."""
+    if environ.get("wsgi.input_terminated"):
+        stream = environ["wsgi.input"]
+        return iter(lambda: stream.read(_CHUNK), b"")
+    if "uwsgi.version" in environ:
+        import uwsgi   # exists only inside a uWSGI worker
+        return iter(uwsgi.chunked_read, b"")
+    return None
 
 
 def _read_exactly(stream, length: int) -> bytes:
