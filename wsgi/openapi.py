@@ -409,7 +409,7 @@ def _post(name: str, role: str, dated: bool) -> dict:
                          result, answer_headers),
         **_errors(*bad_request, codes.WRONG_PASSWORD, codes.NOT_ALLOWED, codes.UNKNOWN_STATION,
                   codes.INVALID_DATA, codes.TOO_OLD, codes.TOO_FAR_IN_FUTURE,
-                  codes.BODY_TOO_LARGE),
+                  codes.BODY_TOO_LARGE, codes.LENGTH_REQUIRED),
     }
     form = {"schema": {"$ref": f"#/components/schemas/{'Status' if role == 'config' else 'Positions'}Form"}}
     return _operation(
@@ -418,7 +418,13 @@ def _post(name: str, role: str, dated: bool) -> dict:
         f"{starts}. Checks, in this order, each with its code: fields present (202), station "
         "known (206), password (203), station allowed (204), checksum (201), JSON decodes "
         "(208), structure and consistency (209, every problem listed), timestamp age (210, "
-        "211). Posting the same station + checksum again returns the same update id.",
+        "211). Posting the same station + checksum again returns the same update id. A "
+        "chunked body (no Content-Length) is read where the server can (uWSGI with "
+        "`examples/uwsgi.ini`), else refused with 411 (code 207)."
+        + ("" if role == "config" else
+           " A post updates the seats it lists; every other seat keeps its last measurement. "
+           "Seats go back to nominal only when the post says so: `\"reset\": [\"021\", ...]`, "
+           "or `\"complete\": true` for a post that is the whole set."),
         requestBody={"required": True, "content": {FORM_URLENCODED: form, FORM_MULTIPART: form}},
     )
 
@@ -691,7 +697,10 @@ def _schemas() -> dict:
             "properties": {**form_fields, "data": {
                 **filled,
                 "description": 'JSON text: `{"positions": [{"ifuslot", "x", "y"}, ...], '
-                               '"commit": true|false}`, optionally with `"valid_from"`',
+                               '"commit": true|false}`, optionally with `"valid_from"`, '
+                               '`"reset": ["021", ...]` (seats back to nominal) and '
+                               '`"complete": true` (the whole set: unlisted seats nominal); '
+                               'unlisted seats keep their last measurement otherwise',
                 "example": '{"positions": [{"ifuslot": "021", "x": -349.8, "y": 350.2}], '
                            '"commit": false}'}},
         },
