@@ -7,7 +7,6 @@ standard library (urllib.parse and the email package's MIME parser), nothing fro
 body is executed, and a malformed body is a coded answer, never an exception.
 """
 
-import re
 from email.parser import BytesParser
 from email.policy import HTTP
 from urllib.parse import unquote_to_bytes
@@ -111,30 +110,9 @@ def _urlencoded_fields(body: bytes):
             yield unquote_plus_bytes(name), unquote_plus_bytes(value)
 
 
-# A '%' that does not start an escape; the first '%' of an escape other than %25.
-_MALFORMED_ESCAPE = re.compile(rb"%(?![0-9A-Fa-f]{2})")
-_ESCAPE_BUT_PERCENT_SIGN = re.compile(rb"%(?!25)")
-
-
 def unquote_plus_bytes(text: bytes) -> bytes:
-    """``text`` with '+' and %XX escapes decoded, exactly as urllib.parse.unquote_to_bytes
-    does after replacing '+', but with one bytes.replace per kind of escape instead of a
-    Python step per escape: a posted status has thousands of escapes of a few kinds
-    ('{', '"', ':', ',' ...).
-
-    Sound only when every '%' starts an escape: then the escapes are the only '%XY' in the
-    text, and decoding one kind makes no '%' (except %25, the '%' sign itself, which goes
-    last), so no replacement can form an escape that was not there. Any other '%' (a
-    malformed escape, which stays as it is) takes urllib's road."""
-    text = text.replace(b"+", b" ")
-    if b"%" not in text:
-        return text
-    if _MALFORMED_ESCAPE.search(text):
-        return unquote_to_bytes(text)
-    while (found := _ESCAPE_BUT_PERCENT_SIGN.search(text)) is not None:
-        escape = text[found.start():found.start() + 3]
-        text = text.replace(escape, bytes.fromhex(escape[1:].decode("ascii")))
-    return text.replace(b"%25", b"%")
+    """``text`` with '+' and %XX escapes decoded to the exact bytes sent."""
+    return unquote_to_bytes(text.replace(b"+", b" "))
 
 
 def _multipart_fields(content_type: str, body: bytes):

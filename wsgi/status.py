@@ -298,8 +298,6 @@ def _lower_known_keys(obj: dict, known: Iterable[str], where: str = ""
     """Keys matching ``known`` case-insensitively are renamed to their lower-case
     form; two spellings of one key are a problem."""
     known = set(known)
-    if obj.keys() <= known:   # nearly always: every key known and spelled lower-case
-        return dict(obj), []
     out: dict = {}
     spelled: dict[str, str] = {}
     problems = []
