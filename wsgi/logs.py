@@ -11,12 +11,27 @@ per-record flush cost more than answering a cached GET.
 
 import logging
 import os
+import re
 import sys
 import time
 import weakref
 
 
 FORMAT = "%(asctime)s %(process)d %(levelname)s %(message)s"
+
+# What a client may send that would break or forge a log line, or play tricks on the
+# terminal that shows it: C0 controls (CR, LF, NUL, ESC ...), DEL, C1 controls (a
+# uWSGI environ holds undecoded bytes as Latin-1, so 0x9b, the one-byte CSI, can
+# arrive) and the Unicode line and paragraph separators.
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def printable(text: str) -> str:
+    """``text`` with every character that could break or forge a log line written as
+    a backslash escape (``\\n``, ``\\x1b``, ``\\u2028``): one request, one line."""
+    if _UNPRINTABLE.search(text) is None:
+        return text
+    return _UNPRINTABLE.sub(lambda found: repr(found.group())[1:-1], text)
 
 
 def make_logger(config, role: str) -> logging.Logger:
@@ -92,7 +107,7 @@ class RequestLog:
 
     def _describe(self, key) -> str:
         method, path, query, code, status = key
-        what = f"{method} {path}{'?' if query else ''}{query or ''} {code} {status[:3]}"
+        what = printable(f"{method} {path}{'?' if query else ''}{query or ''}") + f" {code} {status[:3]}"
         if len(what) <= DESCRIBED_LENGTH_LIMIT:
             if len(self._described) >= DESCRIBED_LIMIT:
                 self._described.clear()
