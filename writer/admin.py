@@ -200,7 +200,8 @@ def cmd_import(config, args) -> int:
         _report(created, f"version {recorded.id} ({recorded.active_ifus} active IFUs)",
                 recorded.valid_from, valid_from)
         if plan.off_nominal:
-            where = (f"X/Y off the nominal grid at {len(plan.off_nominal)} seats "
+            count = len(plan.off_nominal)
+            where = (f"X/Y off the nominal grid at {count} seat{'' if count == 1 else 's'} "
                      f"({_seats(plan.off_nominal)})")
             if args.discard_positions:
                 print(f"positions: {where}: discarded (--discard-positions); the version holds "
