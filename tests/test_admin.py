@@ -30,8 +30,10 @@ from tests.fplane_samples import (
     short_text,
     strict_fplane_parse,
 )
-from wsgi.fplane import GRID_SLOTS, VIRUS_SLOTS, Row
+from wsgi.fplane import GRID_SLOTS, VIRUS_SLOTS, Row, parse_static_rows
+from wsgi.fplane import is_grid_slot as fplane_is_grid
 from wsgi.store import Store
+from tests.support import STATIC_ROWS
 
 REPO = Path(__file__).resolve().parent.parent
 SITE = ZoneInfo("America/Chicago")
@@ -200,6 +202,17 @@ def test_commands_before_init_are_refused(config, command):
 
 # -- import -----------------------------------------------------------------------------
 
+# the shipped static rows (wsgi/static_rows.txt), which write_config puts in [Site] static_rows.
+SITE_SPECIAL_ROWS = parse_static_rows(STATIC_ROWS.read_text())[0]
+
+
+def with_site_special_rows(rows):
+    """``rows`` with LRS2 and the non-grid rows of the site's static rows (its own 000)."""
+    special = {r.ifuslot: r for r in SITE_SPECIAL_ROWS if r.ifuslot != 0}
+    return tuple(sorted({**{r.ifuslot: r for r in rows}, **special}.values(),
+                        key=lambda r: r.ifuslot))
+
+
 def grid_seats_with_specid_0(rows) -> int:
     return sum(1 for r in rows if r.ifuslot in GRID_SLOTS and r.specid == 0)
 
@@ -213,7 +226,7 @@ VARIANTS = [
       r"read as inactive"], A),
     ("short", short_text(A),
      [rf"{len(GRID_SLOTS) - len(active_virus(A))} grid seats are not listed .*"
-      r"this looks like a short file"], short_expected(A)),
+      r"this looks like a short file"], with_site_special_rows(short_expected(A))),
     ("hand edited", hand_edited_text(A),
      [r"rows write ids with fewer than 3 digits .*SPECID.*'00' is 000"], A),
 ]
@@ -321,6 +334,114 @@ def test_import_positions_records_only_the_listed_seats(initialised):
     # before the position set is valid, --actual gives nominal positions
     before = strict_fplane_parse(admin(initialised, "export", "20180702", "--actual").out)
     assert before == strict_fplane_parse(admin(initialised, "export", "20180702").out)
+
+
+# -- what an import records: nominal configurations, special rows -------------------------
+
+def web(config: Path) -> webtest.TestApp:
+    return webtest.TestApp(functools.partial(wsgi.app.application, configfile=str(config)))
+
+
+def served(config: Path, query: str, date: str = "20180710"):
+    """(header lines, seat -> (x, y, specid, ...)) of GET /fplane/<date>?<query>, parsed as
+    strictly as the clients do (8 fields, 3-digit ids)."""
+    text = web(config).get(f"/fplane/{date}?{query}").text
+    return [line for line in text.splitlines() if line.startswith("#")], strict_fplane_parse(text)
+
+
+# A short file with measured positions, as vdrp's fplane.txt: 000 and the active VIRUS
+# seats only, most of them a few tenths of an arcsec off the grid, some exactly on it.
+MEASURED_A = measured_positions(sorted(active_virus(A)))
+SHORT_MEASURED_TEXT = short_text(make_rows(positions=MEASURED_A))
+
+
+def test_a_short_file_with_measured_positions_is_served_nominal_unless_actual_pos(initialised):
+    path = write_file(initialised, "fplane_short.txt", SHORT_MEASURED_TEXT)
+
+    run = admin(initialised, "import", path, "--valid-from", "20180707")
+
+    assert run.status == 0, run.err
+    listed = active_virus(A)
+    assert re.search(rf"positions: X/Y off the nominal grid at {len(MEASURED_A)} seats .*"
+                     rf"the version holds nominal positions \(actual_pos=0\); the file's X/Y "
+                     rf"of the {len(listed)} grid seats it lists are its measured positions "
+                     rf"\(actual_pos=1\)", run.out), run.out
+    assert f"recorded position set 1 ({len(listed)} seats), valid_from {night('20180707')}" \
+        in run.out
+    header, nominal = served(initialised, "actual_pos=0&full_fplane=1")
+    assert "# positions: nominal" in header
+    for seat, values in nominal.items():
+        if int(seat) in GRID_SLOTS:
+            assert values[:2] == grid_position(int(seat)), seat   # the grid formula
+    header, actual = served(initialised, "actual_pos=1&full_fplane=0")
+    assert any(line.startswith("# positions: measured (position set 1") for line in header)
+    assert set(actual) == {"000"} | {f"{s:03d}" for s in listed}
+    for seat in listed:
+        expected = MEASURED_A.get(seat, grid_position(seat))
+        assert actual[f"{seat:03d}"][:2] == pytest.approx(expected, abs=5e-4), seat
+    assert any(grid_position(s) != xy for s, xy in MEASURED_A.items())  # the test shows a difference
+
+
+def test_a_short_file_gets_the_sites_special_rows_as_a_status_does(initialised):
+    path = write_file(initialised, "fplane_short.txt", SHORT_MEASURED_TEXT)
+
+    run = admin(initialised, "import", path, "--valid-from", "20180707")
+
+    assert re.search(r"special rows: the file has none \(no LRS2, no HPF rows\); carried over "
+                     r"056, 066, 555, 600, .* from \[Site\] static_rows \(.*static_rows.txt\), "
+                     r"as a posted status gets them", run.out), run.out
+    _, full = served(initialised, "actual_pos=0&full_fplane=1")
+    for row in SITE_SPECIAL_ROWS:
+        assert full[f"{row.ifuslot:03d}"][2:5] == (row.specid, row.specslot, f"{row.ifuid:03d}")
+
+
+def test_a_short_file_after_a_full_one_carries_over_that_versions_special_rows(initialised):
+    # The full file's special rows (tests/fplane_samples: made-up positions, ids 901-913)
+    # differ from the site's static rows: the short file must get these.
+    import_rows(initialised, A, "20180701")
+    path = write_file(initialised, "fplane_short.txt", SHORT_MEASURED_TEXT)
+
+    run = admin(initialised, "import", path, "--valid-from", "20180707")
+
+    assert "from version 1, valid before, as a posted status gets them" in run.out
+    _, full = served(initialised, "actual_pos=0&full_fplane=1")
+    for row in A:
+        if not fplane_is_grid(row.ifuslot) or row.ifuslot in (56, 66):
+            assert full[f"{row.ifuslot:03d}"][:2] == pytest.approx((row.x, row.y)), row
+            assert full[f"{row.ifuslot:03d}"][4] == f"{row.ifuid:03d}"
+
+
+def test_a_file_with_its_own_special_rows_keeps_them(initialised):
+    own = tuple(r if r.ifuslot != 600 else Row(600, -1.5, 2.5, 950, 950, 950) for r in C)
+    run = import_rows(initialised, own, "20180707")
+    assert "special rows" not in run.out and "positions:" not in run.out
+    assert stored_rows_at(initialised, "20180707") == tuple(sorted(own, key=lambda r: r.ifuslot))
+
+
+def test_discard_positions_keeps_the_nominal_version_and_records_no_position_set(initialised):
+    path = write_file(initialised, "fplane_short.txt", SHORT_MEASURED_TEXT)
+
+    run = admin(initialised, "import", path, "--valid-from", "20180707", "--discard-positions")
+
+    assert run.status == 0, run.err
+    assert "discarded (--discard-positions)" in run.out and "position set" in run.out
+    assert "recorded position set" not in run.out
+    header, actual = served(initialised, "actual_pos=1&full_fplane=1")
+    assert any("no measured position set is valid then: nominal" in line for line in header)
+    for seat, values in actual.items():
+        if int(seat) in GRID_SLOTS:
+            assert values[:2] == grid_position(int(seat)), seat
+
+
+def test_a_full_file_with_measured_positions_is_stored_nominal(initialised):
+    measured = make_rows(positions=MEASURED_A)
+    run = import_rows(initialised, measured, "20180707")
+    assert f"recorded position set 1 ({len(GRID_SLOTS)} seats)" in run.out
+    assert stored_rows_at(initialised, "20180707") == tuple(sorted(A, key=lambda r: r.ifuslot))
+    _, actual = served(initialised, "actual_pos=1&full_fplane=1")
+    for row in measured:
+        if row.active:   # (commented-out rows are comments to the clients' parser)
+            assert actual[f"{row.ifuslot:03d}"][:2] == pytest.approx((row.x, row.y), abs=5e-4)
 
 
 # -- export -----------------------------------------------------------------------------

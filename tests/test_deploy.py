@@ -1,5 +1,6 @@
 """The real deployment: examples/uwsgi.ini started with uWSGI on a free loopback port."""
 
+import http.client
 import json
 import os
 import shutil
@@ -8,6 +9,7 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,8 +19,8 @@ import pytest
 from datetime import datetime, timezone
 
 from tests.fplane_samples import make_rows, status_from_rows, strict_fplane_parse
-from tests.support import (REPO, add_station, free_port, import_rows, init_store, uwsgi_binary,
-                           write_config)
+from tests.support import (REPO, add_station, free_port, import_rows, init_store, update_form,
+                           uwsgi_binary, write_config)
 from wsgi import fplane
 from wsgi.heartbeat import read_heartbeat
 
@@ -218,3 +220,38 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+def _post_chunked(base: str, path: str, body: bytes, piece: int = 1000):
+    """POST ``body`` with Transfer-Encoding: chunked and no Content-Length, as curl -T - or a
+    streaming client sends it: (HTTP status, X-FPlane-Code, body text)."""
+    parsed = urllib.parse.urlsplit(base)
+    connection = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=20)
+    try:
+        connection.request("POST", path, body=(body[i:i + piece] for i in range(0, len(body), piece)),
+                           headers={"Content-Type": "application/x-www-form-urlencoded"},
+                           encode_chunked=True)
+        response = connection.getresponse()
+        return response.status, response.headers["X-FPlane-Code"], response.read().decode()
+    finally:
+        connection.close()
+
+
+def test_a_chunked_post_is_read_under_uwsgi(service):
+    base, rows, tmp_path = service
+    config = tmp_path / "config.ini"
+    password = add_station(config, "tcs", "config")
+    now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    changed = [r for r in rows if r.ifuslot != 21]
+    form = update_form("tcs", password, {"config": status_from_rows(changed, now), "commit": True})
+    body = urllib.parse.urlencode(form).encode()
+
+    status, code, text = _post_chunked(base, "/fplane", body)
+
+    assert (status, code) == (202, "100"), text
+    assert text.startswith("100 OK: accepted as update ")
+    # beyond [Server] max_body (1 MiB by default), chunked or not: 212, nothing spooled
+    status, code, text = _post_chunked(base, "/fplane", body + b"&pad=" + b"x" * 1_100_000,
+                                       piece=65536)
+    assert (status, code) == (413, "212"), text
+    assert len(list((tmp_path / "spool" / "new").iterdir())) <= 1

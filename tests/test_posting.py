@@ -24,7 +24,7 @@ from urllib.parse import quote_from_bytes
 import pytest
 from webob import Request
 
-from tests.fplane_samples import (COLUMNS_LINE, default_active, entry, make_rows,
+from tests.fplane_samples import (COLUMNS_LINE, default_active, entry, grid_position, make_rows,
                                   measured_positions, server_line, status_from_rows,
                                   strict_fplane_parse)
 from tests.support import (add_station, import_rows, init_store, run_admin, test_app,
@@ -171,8 +171,11 @@ def call_wsgi(site, environ):
     return answer["status"], answer["headers"], body
 
 
-def post_environ(path, body: bytes, content_type: str | None, length: str | None = "auto"):
-    """A POST environ; ``length=None`` leaves out Content-Length as a chunked request does."""
+def post_environ(path, body: bytes, content_type: str | None, length: str | None = "auto",
+                 terminated: bool = True):
+    """A POST environ; ``length=None`` leaves out Content-Length as a chunked request does,
+    from a server that reads chunked bodies (``wsgi.input_terminated``) unless
+    ``terminated`` is false."""
     environ = Request.blank(path, method="POST").environ
     environ["wsgi.input"] = io.BytesIO(body)
     environ.pop("CONTENT_TYPE", None)
@@ -181,6 +184,7 @@ def post_environ(path, body: bytes, content_type: str | None, length: str | None
     if length is None:
         environ.pop("CONTENT_LENGTH", None)
         environ["HTTP_TRANSFER_ENCODING"] = "chunked"
+        environ["wsgi.input_terminated"] = terminated
     else:
         environ["CONTENT_LENGTH"] = str(len(body)) if length == "auto" else length
     return environ
@@ -422,6 +426,26 @@ def test_refusal_as_json_when_asked_lists_every_problem(site, app, how):
     assert len(body["errors"]) == 2
     assert "unknown seat 999" in body["errors"][0] and "unknown seat 998" in body["errors"][1]
     assert_nothing_kept(site)
+
+
+def test_central_seats_listed_with_ids_000_as_in_the_full_file_are_accepted(site, app):
+    # The real full file lists 054, 055, 064 and 065 as "#054 ... 000 000 000": a status
+    # that lists them so says they are empty, which they always are.
+    status = changed_status()
+    status["spectrographs"] += [entry(seat, 0, 0, 0) for seat in (54, 55, 64, 65)]
+    response = post(app, site.form(update(status)))
+    assert response.status_int == 202 and response.headers["X-FPlane-Code"] == "100", response.text
+    served = strict_fplane_parse(response.text.split("\n", 1)[1])
+    assert "054" not in served   # still commented out: empty
+
+
+def test_an_ifu_on_a_central_seat_is_209_with_the_reason(site, app):
+    status = changed_status()
+    status["spectrographs"].append(entry(64, 0, 0, 977))
+    lines = refused(site, post(app, site.form(update(status))), 209, 422)
+    assert lines[1:] == ["spectrographs[%d] (seat 064): seat 064 cannot hold IFU 977: the "
+                         "central seats 054, 055, 064, 065 are always empty; list it with ids "
+                         "000 (empty) or leave it out" % (len(status["spectrographs"]) - 1)]
 
 
 def test_ifu_and_spectrograph_listed_twice_are_209(site, app):
@@ -693,6 +717,25 @@ def test_chunked_post_without_content_length_is_accepted(site):
     assert len(site.spooled()) == 1
 
 
+def test_a_chunked_post_the_server_cannot_read_is_411_saying_to_send_a_length(site):
+    # A server without wsgi.input_terminated (wsgiref, mod_wsgi by default) gives the app
+    # an empty stream for a chunked body: that must not read as "missing field".
+    body = urlencoded(site.form(update()).items())
+    status, headers, text = call_wsgi(site, post_environ("/fplane", body, URLENCODED, None,
+                                                         terminated=False))
+    assert status == "411 Length Required" and headers["X-FPlane-Code"] == "207"
+    assert text.decode().startswith("207 length required: ") and b"Content-Length" in text
+    assert_nothing_kept(site)
+
+
+def test_a_post_without_length_or_chunked_body_has_no_fields(site):
+    environ = post_environ("/fplane", b"", URLENCODED)
+    environ.pop("CONTENT_LENGTH")
+    environ["wsgi.input"] = io.BytesIO(urlencoded(site.form(update()).items()))  # not to be read
+    status, headers, text = call_wsgi(site, environ)
+    assert status.startswith("400 ") and headers["X-FPlane-Code"] == "202", text
+
+
 def test_same_update_posted_twice_has_one_id_and_one_file(site, app):
     form = site.form(update())
     first = post(app, form)
@@ -701,6 +744,21 @@ def test_same_update_posted_twice_has_one_id_and_one_file(site, app):
     assert first.headers["X-FPlane-Update"] == second.headers["X-FPlane-Update"]
     uid = first.headers["X-FPlane-Update"]
     assert first_line(second).startswith(f"100 OK: update {uid} was already received (queued)")
+    assert len(site.spooled()) == 1
+
+
+@pytest.mark.parametrize("blanks", ["%20", "%09", "%20%0D%0A", "%0B%0C"])
+@pytest.mark.parametrize("kind, url", [("config", "/fplane"), ("positions", "/positions")])
+def test_blanks_around_the_date_make_the_same_update(site, app, kind, url, blanks):
+    # The GET path forgives blanks around a date; a post must not become a second update
+    # because a script added a space (or a CR LF) after it.
+    form = (site.form(update()) if kind == "config"
+            else site.form(positions_update(MEASURED), station="astrometry"))
+    plain = post(app, form, url=f"{url}/20190401")
+    padded = post(app, form, url=f"{url}/{blanks}20190401{blanks}")
+    assert plain.headers["X-FPlane-Code"] == padded.headers["X-FPlane-Code"] == "100", padded.text
+    assert padded.headers["X-FPlane-Update"] == plain.headers["X-FPlane-Update"]
+    assert "was already received" in first_line(padded)
     assert len(site.spooled()) == 1
 
 
@@ -922,6 +980,53 @@ def test_positions_in_fplane_form_are_209(site, app):
     lines = refused(site, post(app, site.form(positions_update(MEASURED), station="ops")),
                     209, 422)
     assert "config is missing" in "\n".join(lines[1:])
+
+
+def served_positions(app, date="latest") -> dict[int, tuple[float, float]]:
+    served = strict_fplane_parse(app.get(f"/fplane/{date}?actual_pos=1&full_fplane=1").text)
+    return {int(seat): values[:2] for seat, values in served.items()}
+
+
+def commit_positions(site, app, data, station="astrometry"):
+    response = post(app, site.form(data, station=station), "/positions")
+    assert response.headers["X-FPlane-Code"] == "100", response.text
+    assert run_writer(site) == 1
+    return response
+
+
+def test_positions_for_a_few_seats_keep_every_other_seats_last_measurement(site, app):
+    # Astrometry measures a few seats at a time: a second post for two seats must not send
+    # the seats measured before back to nominal.
+    first = measured_positions(ACTIVE[:12])
+    commit_positions(site, app, positions_update(first))
+    few = {seat: (x + 0.1, y - 0.1) for seat, (x, y) in list(first.items())[:2]}
+    answer = commit_positions(site, app, positions_update(few))
+    assert "last measurement of every seat it does not list" in answer.text
+    served = served_positions(app)
+    for seat in first:
+        expected = few.get(seat, first[seat])
+        assert served[seat] == (pytest.approx(expected[0], abs=5e-4),
+                                pytest.approx(expected[1], abs=5e-4)), seat
+    # the answer showed the same file as GET does now
+    assert strict_fplane_parse(answer.text.split("\n", 1)[1]) == strict_fplane_parse(
+        app.get("/fplane/latest?actual_pos=1").text)
+
+
+def test_positions_reset_seats_to_nominal_only_when_asked(site, app):
+    first = measured_positions(ACTIVE[:12])
+    commit_positions(site, app, positions_update(first))
+    seats = list(first)
+    reset = {**positions_update({seats[0]: (first[seats[0]][0] + 0.2, first[seats[0]][1])}),
+             "reset": [f"{seats[1]:03d}"]}
+    commit_positions(site, app, reset)
+    served = served_positions(app)
+    assert served[seats[1]] == grid_position(seats[1])               # reset: nominal
+    assert served[seats[2]] == pytest.approx(first[seats[2]], abs=5e-4)  # kept
+    whole = {**positions_update({seats[3]: first[seats[3]]}), "complete": True}
+    commit_positions(site, app, whole)
+    served = served_positions(app)
+    assert served[seats[3]] == pytest.approx(first[seats[3]], abs=5e-4)
+    assert all(served[seat] == grid_position(seat) for seat in seats if seat != seats[3])
 
 
 # == GET /updates/<id> ===============================================================

@@ -13,7 +13,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.fplane_samples import (
@@ -41,10 +41,6 @@ from wsgi.fplane import (
 )
 from wsgi.status import (
     MAX_POSITION_OFFSET,
-    _check_size,
-    _diagnosed_entries,
-    _exact_size_problem,
-    _plain_entries,
     HardwareStatus,
     SeatEntry,
     UpdateError,
@@ -56,6 +52,8 @@ from wsgi.status import (
     new_hardware,
     parse_status,
     positions_from_update,
+    PositionsUpdate,
+    merged_positions,
 )
 
 TZ = ZoneInfo("America/Chicago")
@@ -310,7 +308,8 @@ def test_four_different_problems_are_all_reported():
         ]})
     assert len(problems) == 4, problems
     assert problems[0].startswith("timestamp: invalid date '2018-13-45T25:00:00Z'")
-    assert problems[1].startswith("spectrographs[1] (seat 056): unknown seat 056: it holds "
+    assert problems[1].startswith("spectrographs[1] (seat 056): seat 056 cannot hold IFU 998 "
+                                  "and spectrograph 998 and spectrograph slot 998: it holds "
                                   "LRS2-B")
     assert problems[2] == "spectrographs[2] (seat 022): specslot '2x7' is not an id of 1-3 digits"
     assert problems[3] == ("spectrographs[3] (seat 023): IFU 073 is listed twice (also "
@@ -342,10 +341,14 @@ def test_000_ids_may_repeat():
 
 
 @pytest.mark.parametrize("seat, fragment", [
-    (56, "unknown seat 056: it holds LRS2-B"),
-    (66, "unknown seat 066: it holds LRS2-R"),
-    (54, "unknown seat 054: the central seats 054, 055, 064, 065 are always empty"),
-    (65, "unknown seat 065: the central seats"),
+    (56, "seat 056 cannot hold IFU 003 and spectrograph 001 and spectrograph slot 002: it "
+         "holds LRS2-B"),
+    (66, "seat 066 cannot hold IFU 003 and spectrograph 001 and spectrograph slot 002: it "
+         "holds LRS2-R"),
+    (54, "seat 054 cannot hold IFU 003 and spectrograph 001 and spectrograph slot 002: the "
+         "central seats 054, 055, 064, 065 are always empty; list it with ids 000"),
+    (65, "seat 065 cannot hold IFU 003 and spectrograph 001 and spectrograph slot 002: the "
+         "central seats"),
     (600, "unknown seat 600: not a VIRUS seat of the IFU grid (special rows are carried over"),
     (0, "unknown seat 000: the reference row"),
     (17, "unknown seat 017: not a VIRUS seat"),
@@ -355,6 +358,30 @@ def test_non_virus_seats_are_unknown(seat, fragment):
     problems = problems_of(status(entry(21, 315, 218, 73), entry(seat, 1, 2, 3)))
     assert len(problems) == 1, problems
     assert problems[0].startswith(f"spectrographs[1] (seat {seat:03d}): {fragment}")
+
+
+@pytest.mark.parametrize("hardware, named", [
+    ((0, 0, 7), "IFU 007"), ((12, 0, 0), "spectrograph 012"), ((0, 5, 0), "spectrograph slot 005"),
+])
+@pytest.mark.parametrize("seat", ALWAYS_EMPTY_SLOTS)
+def test_hardware_on_a_central_seat_is_refused_with_the_reason(seat, hardware, named):
+    problems = problems_of(status(entry(21, 315, 218, 73), entry(seat, *hardware)))
+    assert problems == (f"spectrographs[1] (seat {seat:03d}): seat {seat:03d} cannot hold "
+                        f"{named}: the central seats 054, 055, 064, 065 are always empty; "
+                        f"list it with ids 000 (empty) or leave it out",)
+
+
+def test_the_central_and_lrs2_seats_listed_with_ids_000_are_accepted_and_change_nothing():
+    # As the real full file lists them ("#054 ... 000 000 000"): a TCS that copies it must
+    # not be refused.  LRS2 stays as the previous version had it.
+    previous = make_rows()
+    listed = status_from_rows(previous)
+    listed["spectrographs"] += [entry(s, 0, 0, 0) for s in ALWAYS_EMPTY_SLOTS + (56, 66)]
+    parsed = parse_status(listed, TZ)
+    assert {e.ifuslot for e in parsed.entries}.isdisjoint(ALWAYS_EMPTY_SLOTS + (56, 66))
+    assert build(listed, previous=previous) == build(status_from_rows(previous), previous=previous)
+    assert problems_of(status(entry(54, 0, 0, 0), entry(54, 0, 0, 0))) == (
+        "spectrographs[1] (seat 054): seat 054 is listed twice (also spectrographs[0])",)
 
 
 def test_problem_lists_are_capped_for_hostile_payloads():
@@ -457,76 +484,16 @@ def test_huge_item_counts_are_refused_quickly(text):
     assert "data has more than 10000 items" in err.problems[0]
 
 
-# Texts made of what the size check looks at, so that limits, strings with brackets,
-# quotes and escapes, unterminated strings and mismatched brackets all come up often:
-# JSON documents (nested arrays and objects whose strings hold brackets, quotes and
-# non-ASCII) and token soups that are not JSON at all.
-_SIZE_STRINGS = st.text(alphabet='ab[]{}",\\é', max_size=4)
-_SIZE_JSON = st.recursive(
-    st.one_of(st.integers(0, 9), _SIZE_STRINGS),
-    lambda inner: st.one_of(st.lists(inner, max_size=4),
-                            st.dictionaries(_SIZE_STRINGS, inner, max_size=4)),
-    max_leaves=30).map(lambda v: json.dumps(v, ensure_ascii=False))
-_SIZE_SOUP = st.lists(st.sampled_from(['[', ']', '{', '}', ',', '"', '\\', '"a"', '"["', '"]"',
-                                       '"{"', '"}"', '"\\""', 'é', '"x":']),
-                      max_size=60).map("".join)
-
-
-@settings(max_examples=2000, suppress_health_check=[HealthCheck.too_slow])
-@given(st.one_of(_SIZE_JSON, _SIZE_SOUP), st.integers(0, 6), st.integers(0, 20))
-# Depth 2, but a string's "]" closes the first "[" if strings are not told apart, and an
-# escaped quote ends a string if backslashes are dropped: both would look like depth 1.
-@example('["]",[],"["]', 1, 20)
-@example(r'["\"]\"",[],"\"[\""]', 1, 20)
-def test_the_fast_size_check_agrees_with_the_exact_scan(text, max_depth, max_items):
-    """_check_size's shortcut (a few passes in C) never lets through what the exact
-    token-by-token scan refuses, and says the same when it refuses."""
-    assert _check_size(text, max_depth, max_items) == \
-        _exact_size_problem(text, max_depth, max_items), text
-
-
-# Seat entries as a TCS writes them, from small pools so that seats, IFUs and
-# spectrographs repeat often, with now and then what makes one not plain: an int or
-# malformed id, an upper-case, missing or extra key, a seat that is no VIRUS seat.
-_ENTRY_SEAT = st.one_of(st.sampled_from(["013", "021", "073"]),
-                        st.sampled_from(["056", "000", "7", 13, "0013", "", None, True]))
-_ENTRY_ID = st.one_of(st.sampled_from(["000", "001", "002"]),
-                      st.sampled_from([1, 0, True, "1234", "", "１", None, 1.0, []]))
-_PLAIN_ENTRY = st.fixed_dictionaries(
-    {"ifuslot": _ENTRY_SEAT, "specid": _ENTRY_ID, "specslot": _ENTRY_ID, "ifuid": _ENTRY_ID})
-_ENTRY = st.one_of(
-    _PLAIN_ENTRY,
-    st.tuples(_PLAIN_ENTRY, st.sampled_from(["IFUSLOT", "SpecId", "note"]), _ENTRY_ID).map(
-        lambda t: {**t[0], t[1]: t[2]}),
-    st.dictionaries(st.sampled_from(["ifuslot", "specid", "specslot", "IFUID"]), _ENTRY_ID,
-                    max_size=4),
-    st.sampled_from([[], "013", None]))
-
-
-@settings(max_examples=2000, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(_ENTRY, max_size=4))
-@example([{"ifuslot": "013", "specid": "001", "specslot": "001", "ifuid": "001"},
-          {"ifuslot": "021", "specid": "001", "specslot": "002", "ifuid": "002"}])
-def test_plain_entries_are_read_as_the_full_check_reads_them(spectrographs):
-    """The tight loop for plain statuses answers only when the full check finds nothing
-    wrong, and then with the very same entries."""
-    problems: list[str] = []
-    diagnosed = _diagnosed_entries(spectrographs, problems)
-    plain = _plain_entries(spectrographs)
-    if plain is not None:
-        assert problems == [] and plain == diagnosed, spectrographs
-
-
-def test_a_status_as_a_tcs_writes_it_takes_the_tight_loop():
+def test_a_status_as_a_tcs_writes_it_may_repeat_000():
     """Every VIRUS seat listed, two with a bundle but no spectrograph (SPECID 000) and two
     listed empty (all 000): 000 may repeat."""
     rows = make_rows(active={s: (i + 1, i + 101, i + 201) for i, s in enumerate(VIRUS_SLOTS)})
-    entries = status_from_rows(rows)["spectrographs"]
-    for entry in entries[:2]:
+    status = status_from_rows(rows)
+    for entry in status["spectrographs"][:2]:
         entry["specid"] = "000"
-    for entry in entries[2:4]:
+    for entry in status["spectrographs"][2:4]:
         entry.update(specid="000", specslot="000", ifuid="000")
-    assert len(_plain_entries(entries)) == len(VIRUS_SLOTS)
+    assert len(parse_status(status, UTC).entries) == len(VIRUS_SLOTS)
 
 
 def test_a_realistic_status_is_well_within_the_limits():
@@ -538,7 +505,7 @@ def test_decode_update_for_positions():
     text = json.dumps({"positions": [{"ifuslot": "021", "x": -349.8, "y": 350.2}],
                        "commit": True})
     data = decode_update(text, payload="positions")
-    assert positions_from_update(data) == {21: (-349.8, 350.2)}
+    assert positions_from_update(data) == PositionsUpdate({21: (-349.8, 350.2)})
     err = decode_error('{"commit": true}', payload="positions")
     assert err.problems == ("positions is missing (the positions)",)
 
@@ -674,9 +641,29 @@ def test_positions_from_update():
     data = {"positions": [{"ifuslot": "021", "x": -349.8, "y": 350.2},
                           {"IFUSLOT": 56, "X": -50, "Y": -150.475},   # LRS2 may be measured
                           {"ifuslot": "054", "x": -50.0, "y": 50.0}]}
-    assert positions_from_update(data) == {21: (-349.8, 350.2), 56: (-50.0, -150.475),
-                                           54: (-50.0, 50.0)}
-    assert isinstance(positions_from_update(data)[56][0], float)
+    assert positions_from_update(data) == PositionsUpdate(
+        {21: (-349.8, 350.2), 56: (-50.0, -150.475), 54: (-50.0, 50.0)}, frozenset(), False)
+    assert isinstance(positions_from_update(data).measured[56][0], float)
+
+
+def test_positions_may_reset_seats_or_be_the_whole_set():
+    data = {"positions": [pos(21, x=-349.9)], "Reset": ["022", 23], "complete": False}
+    assert positions_from_update(data) == PositionsUpdate({21: (-349.9, 350.0)},
+                                                          frozenset({22, 23}), False)
+    assert positions_from_update({"positions": [], "complete": True}) == PositionsUpdate(
+        {}, frozenset(), True)
+    assert positions_from_update({"positions": [], "reset": ["021"]}).reset == {21}
+
+
+def test_a_post_keeps_the_last_measurement_of_every_seat_it_does_not_list_or_reset():
+    last = {21: (-349.9, 350.1), 22: (-349.8, 250.2), 23: (-350.2, 149.9)}
+    assert merged_positions(last, PositionsUpdate({21: (-350.1, 350.0)})) == {
+        21: (-350.1, 350.0), 22: (-349.8, 250.2), 23: (-350.2, 149.9)}
+    assert merged_positions(last, PositionsUpdate({24: (-350.1, 50.0)}, frozenset({22}))) == {
+        21: (-349.9, 350.1), 23: (-350.2, 149.9), 24: (-350.1, 50.0)}
+    assert merged_positions(last, PositionsUpdate({24: (-350.1, 50.0)}, complete=True)) == {
+        24: (-350.1, 50.0)}
+    assert merged_positions({}, PositionsUpdate({21: (-350.1, 350.0)})) == {21: (-350.1, 350.0)}
 
 
 def pos(seat, x=None, y=None):
@@ -688,6 +675,13 @@ def pos(seat, x=None, y=None):
     ({}, ['positions is missing (a list of {"ifuslot", "x", "y"})']),
     ({"positions": {"021": [1, 2]}}, ["positions must be a list, not an object"]),
     ({"positions": []}, ["positions is empty: nothing to store"]),
+    ({"positions": [pos(21)], "reset": "022"}, ['reset must be a list of seats such as']),
+    ({"positions": [pos(21)], "reset": ["600", "x", True]},
+     ["reset[0]: unknown seat 600: not a seat of the IFU grid",
+      "reset[1]: 'x' is not an id of 1-3 digits", "reset[2]: true is not an id"]),
+    ({"positions": [pos(21), pos(22)], "reset": ["022", "021"]},
+     ["reset lists 021, 022, also measured in positions: measure a seat or reset it"]),
+    ({"positions": [pos(21)], "complete": "yes"}, ["complete must be true or false, not 'yes'"]),
     ({"positions": [pos(21), [21, 1, 2]]},
      ["positions[1]: must be an object with ifuslot, x and y, not an array"]),
     ({"positions": [pos(600)]}, ["positions[0] (seat 600): unknown seat 600: not a seat of "
@@ -725,7 +719,8 @@ def test_positions_from_update_refuses(data, problems):
 
 
 def test_positions_exactly_at_the_offset_limit_are_accepted():
-    assert positions_from_update({"positions": [pos(21, x=-340.0)]}) == {21: (-340.0, 350.0)}
+    assert positions_from_update({"positions": [pos(21, x=-340.0)]}).measured == {
+        21: (-340.0, 350.0)}
 
 
 # --------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """fplane-admin: the operator's tool for the store (contract section 8).
 
     fplane-admin -c config.ini init
-    fplane-admin -c config.ini import FILE --valid-from D [--positions] [--comment C]
+    fplane-admin -c config.ini import FILE --valid-from D [--positions | --discard-positions]
+                                      [--comment C]
     fplane-admin -c config.ini export D [-o FILE] [--short] [--actual] [--known-at D]
     fplane-admin -c config.ini history
     fplane-admin -c config.ini verify
@@ -36,7 +37,10 @@ from wsgi.responses import CodedError
 from wsgi.snapshot import SnapshotError, SnapshotSource, make_snapshot
 from wsgi.spool import Spool
 from wsgi.store import Store, StoreUnavailable
+from wsgi.status import PositionsUpdate
+from wsgi.updates import plan_positions
 from writer.commit import commit_update
+from writer.importing import has_special_rows, plan_import
 
 
 class Refused(Exception):
@@ -80,8 +84,13 @@ def _parser() -> argparse.ArgumentParser:
     imp.add_argument("file", type=Path, metavar="FILE")
     imp.add_argument("--valid-from", required=True, metavar="D",
                      help="when the configuration starts (any date form, e.g. 20180707)")
-    imp.add_argument("--positions", action="store_true",
-                     help="record the file's X/Y as a measured position set instead")
+    what = imp.add_mutually_exclusive_group()
+    what.add_argument("--positions", action="store_true",
+                      help="the file lists measured positions only: record its X/Y as a "
+                           "position set (seats it does not list keep their last measurement)")
+    what.add_argument("--discard-positions", action="store_true",
+                      help="X/Y off the nominal grid are dropped instead of recorded as a "
+                           "position set (the version is stored at nominal positions either way)")
     imp.add_argument("--comment", default="", metavar="C")
     imp.set_defaults(command=cmd_import)
 
@@ -178,28 +187,74 @@ def cmd_import(config, args) -> int:
 
     station = _operator()
     source = f"import of {args.file.name}"
+    at, now_micros = dates.to_micros(valid_from), dates.to_micros(now)
     with Store.open_writable(config.store_path) as store:
         if args.positions:
             # Only the seats the file lists were measured; the field centre is 0,0 by definition.
-            positions = {r.ifuslot: (r.x, r.y) for r in parsed.rows
-                         if r.ifuslot != fplane.REFERENCE_SLOT}
-            recorded, created = store.record_position_set(
-                positions, dates.to_micros(valid_from), dates.to_micros(now), station,
-                args.comment, source)
-            what = f"position set {recorded.id} ({len(positions)} seats)"
-        else:
-            recorded, created = store.record_version(
-                parsed.rows, dates.to_micros(valid_from), dates.to_micros(now), station,
-                args.comment, source)
-            what = f"version {recorded.id} ({recorded.active_ifus} active IFUs)"
+            measured = {r.ifuslot: (r.x, r.y) for r in parsed.rows
+                        if r.ifuslot != fplane.REFERENCE_SLOT}
+            _record_positions(store, measured, at, now_micros, station, args.comment, source)
+            return 0
+        with store.snapshot():
+            previous = store.version_at(at)
+            previous_rows = (store.configuration_rows(previous.configuration_id)
+                             if previous is not None else None)
+        plan = plan_import(parsed, previous_rows, config.static_rows)
+        if plan.carried:
+            origin = (f"version {previous.id}, valid before" if previous is not None
+                      else f"[Site] static_rows ({config.static_rows_file})")
+            print(f"special rows: the file has none (no LRS2, no HPF rows); carried over "
+                  f"{_seats(plan.carried)} from {origin}, as a posted status gets them")
+        elif not has_special_rows(parsed.listed):
+            print("special rows: the file has none, and neither a version before it nor "
+                  "[Site] static_rows has any to carry over: stored without them")
+        recorded, created = store.record_version(plan.rows, at, now_micros, station,
+                                                 args.comment, source)
+        _report(created, f"version {recorded.id} ({recorded.active_ifus} active IFUs)",
+                recorded.valid_from, valid_from)
+        if plan.off_nominal:
+            count = len(plan.off_nominal)
+            where = (f"X/Y off the nominal grid at {count} seat{'' if count == 1 else 's'} "
+                     f"({_seats(plan.off_nominal)})")
+            if args.discard_positions:
+                print(f"positions: {where}: discarded (--discard-positions); the version holds "
+                      f"nominal positions and no position set is recorded")
+            else:
+                print(f"positions: {where}: the version holds nominal positions (actual_pos=0); "
+                      f"the file's X/Y of the {len(plan.measured)} grid seats it lists are its "
+                      f"measured positions (actual_pos=1)")
+                _record_positions(store, plan.measured, at, now_micros, station, args.comment,
+                                  source)
+    return 0
 
-    when = dates.format_micros(recorded.valid_from)
+
+def _record_positions(store, measured, at: int, now_micros: int, station: str, comment: str,
+                      source: str) -> None:
+    """Record ``measured`` as a POST /positions does: the seats it lists take these values,
+    every other seat keeps its last measurement."""
+    with store.snapshot():
+        plan = plan_positions(store, PositionsUpdate(measured), at)
+    recorded, created = store.record_position_set(plan.positions, at, now_micros, station,
+                                                  comment, source)
+    kept = len(plan.positions) - len(measured)
+    _report(created, f"position set {recorded.id} ({len(measured)} seats"
+                     + (f", {kept} more kept from the last measurement" if kept else "") + ")",
+            recorded.valid_from, dates.from_micros(at))
+
+
+def _report(created: bool, what: str, valid_from: int, asked) -> None:
+    when = dates.format_micros(valid_from)
     if created:
         print(f"recorded {what}, valid_from {when}")
     else:
         print(f"unchanged: {what}, valid_from {when}, already says the same at "
-              f"{dates.format_instant(valid_from)}; nothing recorded")
-    return 0
+              f"{dates.format_instant(asked)}; nothing recorded")
+
+
+def _seats(seats) -> str:
+    seats = list(seats)
+    shown = ", ".join(f"{s:03d}" for s in seats[:10])
+    return shown + (f" and {len(seats) - 10} more" if len(seats) > 10 else "")
 
 
 def cmd_export(config, args) -> int:

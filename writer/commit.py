@@ -13,7 +13,7 @@ from wsgi import dates
 from wsgi.diff import diff_rows, in_brief
 from wsgi.plaintext import plural
 from wsgi.store import Store, UpdateRecord
-from wsgi.updates import decode_payload, plan_configuration
+from wsgi.updates import decode_payload, plan_configuration, plan_positions
 
 SOURCE = {"config": "POST /fplane", "positions": "POST /positions"}
 
@@ -51,9 +51,12 @@ def commit_update(store: Store, config, update: UpdateRecord, decided_at: int,
         provenance += f", released by {released_by}"
         update = replace(update, reason=f"released by {released_by}; it was held: {update.reason}")
     if update.kind == "positions":
-        comment = f"measured positions of {plural(len(payload), 'seat')}; {provenance}"
+        reset = f", {plural(len(payload.reset), 'seat')} reset to nominal" if payload.reset else ""
+        comment = f"measured positions of {plural(len(payload.measured), 'seat')}{reset}; {provenance}"
+        with store.snapshot():
+            plan = plan_positions(store, payload, update.valid_from)
         position_set, created = store.record_position_set(
-            payload, update.valid_from, decided_at, update.station, comment,
+            plan.positions, update.valid_from, decided_at, update.station, comment,
             SOURCE[update.kind], update=update)
         return Outcome("committed" if created else "unchanged", position_set_id=position_set.id)
 

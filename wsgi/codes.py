@@ -16,6 +16,7 @@ code  meaning                                              HTTP
 203   wrong password                                       403
 204   station not allowed to do this                       403
 206   station unknown                                      403
+207   length required: send a Content-Length               411
 208   data is not valid UTF-8 JSON                         400
 209   data is invalid (all problems listed)                422
 210   hardware status too old                              422
@@ -51,6 +52,7 @@ MISSING_FIELD = 202
 WRONG_PASSWORD = 203
 NOT_ALLOWED = 204
 UNKNOWN_STATION = 206
+LENGTH_REQUIRED = 207
 BAD_JSON = 208
 INVALID_DATA = 209
 TOO_OLD = 210
@@ -77,6 +79,7 @@ CODES = {
         Code(WRONG_PASSWORD, "wrong password", 403),
         Code(NOT_ALLOWED, "station not allowed to do this", 403),
         Code(UNKNOWN_STATION, "station unknown", 403),
+        Code(LENGTH_REQUIRED, "length required", 411),
         Code(BAD_JSON, "data is not valid UTF-8 JSON", 400),
         Code(INVALID_DATA, "data is invalid", 422),
         Code(TOO_OLD, "hardware status too old", 422),

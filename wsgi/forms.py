@@ -7,7 +7,6 @@ standard library (urllib.parse and the email package's MIME parser), nothing fro
 body is executed, and a malformed body is a coded answer, never an exception.
 """
 
-import re
 from email.parser import BytesParser
 from email.policy import HTTP
 from urllib.parse import unquote_to_bytes
@@ -22,7 +21,14 @@ MAX_PARTS = 32
 
 
 def read_body(environ, max_body: int) -> bytes:
-    """The request body, or CodedError 212 beyond ``max_body`` bytes."""
+    """The request body, or CodedError 212 beyond ``max_body`` bytes.
+
+    A chunked body (no Content-Length) is read when the server can give it: one that
+    marks wsgi.input as ending with the body (``wsgi.input_terminated``), or uWSGI
+    through its chunked-input API (examples/uwsgi.ini turns on http-chunked-input so that
+    its HTTP router passes such bodies on). Any other server hands the app an empty
+    stream for it, which would read as a post without fields: 207 (HTTP 411) instead,
+    saying to send a Content-Length."""
     too_large = CodedError(codes.BODY_TOO_LARGE,
                            f"request body too large: the limit is {max_body} bytes ([Server] max_body)")
     length_text = environ.get("CONTENT_LENGTH") or ""
@@ -35,11 +41,36 @@ def read_body(environ, max_body: int) -> bytes:
         if length > max_body:
             raise too_large   # refused before reading a byte of it
         return _read_exactly(stream, length)
-    # No length (chunked): read one byte past the limit to know whether it was crossed.
-    body = _read_exactly(stream, max_body + 1)
-    if len(body) > max_body:
-        raise too_large
-    return body
+    if "chunked" not in environ.get("HTTP_TRANSFER_ENCODING", "").lower():
+        return b""   # no length and not chunked: HTTP says there is no body
+    chunks = _chunk_reader(environ)
+    if chunks is None:
+        raise CodedError(codes.LENGTH_REQUIRED,
+                         "length required: this server cannot read a chunked request body "
+                         "(Transfer-Encoding: chunked); send the post with a Content-Length")
+    # Read one byte past the limit to know whether it was crossed.
+    parts, size = [], 0
+    try:
+        for chunk in chunks:
+            parts.append(chunk)
+            size += len(chunk)
+            if size > max_body:
+                raise too_large
+    except OSError as err:   # uWSGI: the client stopped sending, or sent a broken chunk
+        raise CodedError(codes.MISSING_FIELD, f"the chunked request body could not be read "
+                                              f"to its end ({err}); send it again") from None
+    return b"".join(parts)
+
+
+def _chunk_reader(environ):
+    """The pieces of a chunked body as the server gives them, or None if it cannot."""
+    if environ.get("wsgi.input_terminated"):
+        stream = environ["wsgi.input"]
+        return iter(lambda: stream.read(_CHUNK), b"")
+    if "uwsgi.version" in environ:
+        import uwsgi   # exists only inside a uWSGI worker
+        return iter(uwsgi.chunked_read, b"")
+    return None
 
 
 def _read_exactly(stream, length: int) -> bytes:
@@ -79,30 +110,9 @@ def _urlencoded_fields(body: bytes):
             yield unquote_plus_bytes(name), unquote_plus_bytes(value)
 
 
-# A '%' that does not start an escape; the first '%' of an escape other than %25.
-_MALFORMED_ESCAPE = re.compile(rb"%(?![0-9A-Fa-f]{2})")
-_ESCAPE_BUT_PERCENT_SIGN = re.compile(rb"%(?!25)")
-
-
 def unquote_plus_bytes(text: bytes) -> bytes:
-    """``text`` with '+' and %XX escapes decoded, exactly as urllib.parse.unquote_to_bytes
-    does after replacing '+', but with one bytes.replace per kind of escape instead of a
-    Python step per escape: a posted status has thousands of escapes of a few kinds
-    ('{', '"', ':', ',' ...).
-
-    Sound only when every '%' starts an escape: then the escapes are the only '%XY' in the
-    text, and decoding one kind makes no '%' (except %25, the '%' sign itself, which goes
-    last), so no replacement can form an escape that was not there. Any other '%' (a
-    malformed escape, which stays as it is) takes urllib's road."""
-    text = text.replace(b"+", b" ")
-    if b"%" not in text:
-        return text
-    if _MALFORMED_ESCAPE.search(text):
-        return unquote_to_bytes(text)
-    while (found := _ESCAPE_BUT_PERCENT_SIGN.search(text)) is not None:
-        escape = text[found.start():found.start() + 3]
-        text = text.replace(escape, bytes.fromhex(escape[1:].decode("ascii")))
-    return text.replace(b"%25", b"%")
+    """``text`` with '+' and %XX escapes decoded to the exact bytes sent."""
+    return unquote_to_bytes(text.replace(b"+", b" "))
 
 
 def _multipart_fields(content_type: str, body: bytes):

@@ -1,7 +1,6 @@
 """The HET/VIRUS focal plane ("fplane") file: domain model, importer and renderer.
 
-Pure functions, no I/O, no state besides constants and a bounded memo of rendered
-lines (remembered_per_row), which changes no result.
+Pure functions, no I/O, no state besides constants.
 
 The file has one row per seat of the IFU head mounting plate (IHMP)::
 
@@ -26,9 +25,9 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from dataclasses import fields as dataclass_fields
-from typing import Callable, Iterable, Mapping
+from typing import Iterable, Mapping
 
 from wsgi.plaintext import plural as _plural
 
@@ -148,6 +147,9 @@ class ParsedFile:
     rows: tuple[Row, ...]     # canonical order, one per seat
     notes: tuple[str, ...]    # oddities found and how they were read; empty for a clean full file
     errors: tuple[str, ...]   # problems that make the file unusable; rows may then be partial
+    # The seats the file itself lists (the rest of rows was filled in); not part of what
+    # the file says, so not compared.
+    listed: frozenset[int] = field(default=frozenset(), compare=False)
 
 
 def nominal_position(ifuslot: int) -> tuple[float, float]:
@@ -202,32 +204,6 @@ def render_row(row: Row) -> str:
     fmt = ROW_FORMAT if row.active else _INACTIVE_FORMAT
     return fmt % (row.ifuslot, row.x, row.y, row.specid, row.specslot,
                   row.ifuid, row.ifurot, row.platesc)
-
-
-ROW_MEMO_LIMIT = 4096
-
-
-def remembered_per_row(format_row: Callable[[Row], str]) -> Callable[[Row], str]:
-    """``format_row``, remembering its text for the last few thousand Row objects.
-
-    Every post and every commit formats a configuration of some 100 rows, nearly all of
-    them Row objects met before (the empty seats, rows carried over from the store's
-    cached versions, a status's rows: status._status_row), and formatting their floats
-    is most of the cost. Keyed by the object, not its value: 0.0 and -0.0 are equal keys
-    but different text. Holding the row keeps its id from being reused meanwhile."""
-    texts: dict[int, tuple[Row, str]] = {}
-
-    def text_of(row: Row) -> str:
-        known = texts.get(id(row))
-        if known is None:
-            if len(texts) >= ROW_MEMO_LIMIT:
-                texts.clear()
-            known = texts[id(row)] = (row, format_row(row))
-        return known[1]
-    return text_of
-
-
-_remembered_row = remembered_per_row(render_row)
 
 
 # A full file lists every grid seat; one missing from ``rows`` is an empty seat.
@@ -287,7 +263,7 @@ def render_fplane(rows: Iterable[Row], header_lines: Iterable[str], full: bool) 
     Raises ValueError when a seat appears twice in ``rows``.
     """
     lines = [render_header(header_lines) + COLUMN_HEADER]
-    lines.extend(map(_remembered_row, served_rows(rows, full)))
+    lines.extend(map(render_row, served_rows(rows, full)))
     lines.append("")  # exactly one trailing newline
     return "\n".join(lines)
 
@@ -600,7 +576,8 @@ def _parse(text, complete: bool) -> tuple[ParsedFile, dict[int, int]]:
             notes.append("no active VIRUS IFU in the file")
 
     line_of = {seat: lineno for seat, (lineno, _) in chosen.items()}
-    return ParsedFile(canonical_order(rows), _capped(notes), _capped(errors)), line_of
+    return (ParsedFile(canonical_order(rows), _capped(notes), _capped(errors), frozenset(line_of)),
+            line_of)
 
 
 def _note_shared_ids(chosen, notes):

@@ -359,7 +359,7 @@ def _post(name: str, role: str, dated: bool) -> dict:
                          result, answer_headers),
         **_errors(*bad_request, codes.WRONG_PASSWORD, codes.NOT_ALLOWED, codes.UNKNOWN_STATION,
                   codes.INVALID_DATA, codes.TOO_OLD, codes.TOO_FAR_IN_FUTURE,
-                  codes.BODY_TOO_LARGE, codes.TOO_MANY_FAILURES),
+                  codes.BODY_TOO_LARGE, codes.TOO_MANY_FAILURES, codes.LENGTH_REQUIRED),
     }
     responses["429"]["headers"]["Retry-After"] = {
         "required": True, "schema": {"type": "integer", "minimum": 1},
@@ -372,7 +372,13 @@ def _post(name: str, role: str, dated: bool) -> dict:
         "known (206), not locked out after too many failed passwords (213), password (203), "
         "station allowed (204), checksum (201), JSON decodes "
         "(208), structure and consistency (209, every problem listed), timestamp age (210, "
-        "211). Posting the same station + checksum again returns the same update id.",
+        "211). Posting the same station + checksum again returns the same update id. A "
+        "chunked body (no Content-Length) is read where the server can (uWSGI with "
+        "`examples/uwsgi.ini`), else refused with 411 (code 207)."
+        + ("" if role == "config" else
+           " A post updates the seats it lists; every other seat keeps its last measurement. "
+           "Seats go back to nominal only when the post says so: `\"reset\": [\"021\", ...]`, "
+           "or `\"complete\": true` for a post that is the whole set."),
         requestBody={"required": True, "content": {FORM_URLENCODED: form, FORM_MULTIPART: form}},
     )
 
@@ -681,7 +687,10 @@ def _schemas() -> dict:
             "properties": {**form_fields, "data": {
                 **filled,
                 "description": 'JSON text: `{"positions": [{"ifuslot", "x", "y"}, ...], '
-                               '"commit": true|false}`, optionally with `"valid_from"`',
+                               '"commit": true|false}`, optionally with `"valid_from"`, '
+                               '`"reset": ["021", ...]` (seats back to nominal) and '
+                               '`"complete": true` (the whole set: unlisted seats nominal); '
+                               'unlisted seats keep their last measurement otherwise',
                 "example": '{"positions": [{"ifuslot": "021", "x": -349.8, "y": 350.2}], '
                            '"commit": false}'}},
         },

@@ -62,6 +62,9 @@ class UpdateReceiver:
         station needs)."""
         environ, store, datestr = req.environ, self._store.get(), datestr or None
         now = now or datetime.now(timezone.utc)
+        # The date as parse_datestr reads it, blanks around it forgiven (as on GET), before it
+        # names the update: "/fplane/20190401%20" is the same update as "/fplane/20190401".
+        datestr = (datestr or "").strip(dates.SURROUNDING_WHITESPACE) or None
         body = read_body(environ, self.config.max_body)
         fields = _required_fields(parse_form(environ.get("CONTENT_TYPE", ""), body))
         station_id = fields["station_id"].decode("utf-8", "replace")
@@ -97,7 +100,8 @@ class UpdateReceiver:
                                 plan, kind, f"update {uid}: {earlier.state}", uid)
         if plan.unchanged:
             same = (f"version {plan.previous.id}" if kind == "config"
-                    else f"position set {plan.current.id}")
+                    else f"position set {plan.current.id}" if plan.current is not None
+                    else "no position set (every seat nominal)")
             return self._answer(codes.NO_CHANGE, f"no change, nothing new committed: {same}, "
                                                  f"valid at {dates.format_micros(valid_from)}, "
                                                  f"already says this", plan, kind,
@@ -160,7 +164,8 @@ class UpdateReceiver:
         """``<code> <message>``, then the resulting full fplane file (contract section 6)."""
         header = [summary, f"valid_from {dates.format_micros(plan.valid_from)}",
                   "positions: nominal" if kind == "config" else
-                  "positions: measured by this update; seats not measured are nominal"]
+                  "positions: measured (this update, and the last measurement of every seat "
+                  "it does not list or reset); seats never measured are nominal"]
         if plan.rows:
             header.append("full file (inactive seats commented out)")
             text = fplane.render_fplane(plan.rows, header, full=True)

@@ -225,21 +225,6 @@ class StationList:
         self._signature = object()  # matches no stat: the first look loads the file
         self._stations: dict[str, Station] = {}
         self.problems: list[str] = []
-        # The verification cache. scrypt costs tens of ms a check, too much for every POST
-        # (the target is p99 < 50 ms), so after one successful check we remember
-        # HMAC(key, station id + NUL + password) for that station's current hash, and later
-        # posts compare a fresh MAC in constant time instead of running scrypt. Safe enough:
-        # - the cache never holds the password, only a keyed MAC of it; the key is random,
-        #   lives only in this process's memory and is never written or logged, so neither
-        #   the cache nor anything on disk lets anyone test guesses offline (someone who
-        #   can read the worker's memory sees posted passwords anyway);
-        # - entries exist only for passwords that already passed scrypt, at most one per
-        #   station, so the cache cannot grow from failed attempts;
-        # - an entry counts only while the station's hash in the file is the one it was
-        #   made for, and is dropped when the file changes it (passwd) or the station goes.
-        # Workers forked from one master may share the key: still memory only.
-        self._mac_key = secrets.token_bytes(32)
-        self._verified: dict[str, tuple[str, bytes]] = {}  # station_id -> (hash, MAC)
 
     def get(self, station_id: str) -> Station | None:
         self._refresh()
@@ -260,7 +245,8 @@ class StationList:
             raise CodedError(codes.UNKNOWN_STATION,
                              f"station unknown: {station_id!r} is not in the station list "
                              f"(fplane-admin add-station adds it)")
-        if not self._password_matches(station, password):
+        # scrypt on every check, on purpose: a wrong guess costs what a right one does.
+        if not verify_password(password, station.password_hash):
             raise CodedError(codes.WRONG_PASSWORD,
                              f"wrong password for station {station_id!r} "
                              f"(fplane-admin passwd {station_id} sets a new one)")
@@ -269,23 +255,6 @@ class StationList:
             raise CodedError(codes.NOT_ALLOWED,
                              f"station {station_id!r} is not allowed to post {role} ({has})")
         return station
-
-    def _password_matches(self, station: Station, password: str) -> bool:
-        try:
-            secret = _password_bytes(password)
-        except (ValueError, TypeError):
-            return False
-        mac = hmac.new(self._mac_key, station.station_id.encode() + b"\0" + secret,
-                       hashlib.sha256).digest()
-        cached = self._verified.get(station.station_id)
-        if cached is not None and cached[0] == station.password_hash:
-            # Only one password verifies against a hash, and this is the MAC of that one:
-            # a different MAC is a wrong password, no scrypt needed either way.
-            return hmac.compare_digest(mac, cached[1])
-        if not verify_password(password, station.password_hash):
-            return False
-        self._verified[station.station_id] = (station.password_hash, mac)
-        return True
 
     def _refresh(self) -> None:
         try:
@@ -322,11 +291,6 @@ class StationList:
             problems = [f"{self.path}: {problem}" for problem in problems]
         self._stations = stations
         self.problems = problems
-        # Forget verifications of a hash that is no longer the station's (passwd, removal).
-        self._verified = {
-            station_id: entry for station_id, entry in self._verified.items()
-            if station_id in stations and stations[station_id].password_hash == entry[0]
-        }
         self._signature = signature
         if self._warn is not None:
             for problem in problems:

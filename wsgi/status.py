@@ -20,7 +20,9 @@ The steps, in the contract's order of checks::
     is_suspicious(previous_rows, rows)                # 103: held for review
     new_hardware(previous_rows, rows)                 # for the notification
 
-A status describes the 78 VIRUS seats only.  The 000 reference row, LRS2 (056,
+A status describes the 78 VIRUS seats only (the other six grid seats, LRS2 and the
+always-empty centre, may be listed with ids 000, as the full file lists them; they
+change nothing).  The 000 reference row, LRS2 (056,
 066) and the non-grid fibre bundles (555, 600-616, ...) are carried over from
 the previous version, or taken from ``[Site] static_rows`` when there is none.
 Grid seats are written at their nominal positions: measured positions live in
@@ -28,7 +30,6 @@ position sets (``POST /positions``, ``positions_from_update``).
 """
 from __future__ import annotations
 
-import functools
 import json
 import math
 import re
@@ -52,8 +53,10 @@ from wsgi.fplane import (
 
 __all__ = [
     "UpdateError", "SeatEntry", "HardwareStatus",
-    "decode_update", "parse_status", "build_configuration", "check_timestamp",
-    "deactivated_fraction", "hold_reason", "is_suspicious", "new_hardware", "positions_from_update",
+    "decode_update", "parse_status", "build_configuration", "carried_over_rows", "at_nominal",
+    "check_timestamp",
+    "deactivated_fraction", "hold_reason", "is_suspicious", "new_hardware",
+    "positions_from_update", "PositionsUpdate", "merged_positions",
     "MAX_POSITION_OFFSET", "SUSPICIOUS_FRACTION", "MAX_PROBLEMS",
 ]
 
@@ -172,43 +175,10 @@ _STRUCTURE_RE = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*(?:"|\Z)|[\[{]|[\]}]|,', re.
 _LONGEST_INT = 30   # digits; ids are 3, and int() of 4300+ digits raises in 3.11
 
 
-def _check_size(text: str, max_depth: int, max_items: int) -> str | None:
+def _size_problem(text: str, max_depth: int, max_items: int) -> str | None:
     """Nesting depth and item count, found without parsing (and without recursion):
     json.loads recurses once per level, so 10,000 ``[`` would blow the stack.
     Why ``text`` is too big, or None."""
-    if _surely_within(text, max_depth, max_items):
-        return None
-    return _exact_size_problem(text, max_depth, max_items)
-
-
-# Everything but brackets, quotes and backslashes, for str.translate to delete.
-_SKELETON = str.maketrans("", "", "".join(chr(c) for c in range(128) if chr(c) not in '[]{}"\\'))
-_EMPTY_PAIR_RE = re.compile(r"\[\]|\{\}")
-
-
-def _surely_within(text: str, max_depth: int, max_items: int) -> bool:
-    """True when ``text`` is certainly within both limits; False means "ask
-    _exact_size_problem", never "too big".  A few passes in C instead of a Python step per
-    token (a status has some 2,000 tokens; this is every post's and every commit's cost).
-
-    - items: commas and opening brackets counted everywhere, inside strings too, can
-      only over-count;
-    - depth: deleting all but ``[]{}"\\`` and then every ``""`` leaves the bare brackets
-      when no string holds a bracket, quote, backslash or non-ASCII character (anything
-      left over stops the passes below); each pass deletes the innermost empty pairs, so
-      the bare brackets are gone after at most ``max_depth`` passes exactly when they are
-      well nested no deeper than that."""
-    if text.count(",") + text.count("[") + text.count("{") > max_items:
-        return False
-    skeleton = text.translate(_SKELETON).replace('""', "")
-    for _ in range(max_depth):
-        if not skeleton:
-            return True
-        skeleton = _EMPTY_PAIR_RE.sub("", skeleton)
-    return not skeleton
-
-
-def _exact_size_problem(text: str, max_depth: int, max_items: int) -> str | None:
     depth = 0
     items = 0
     for match in _STRUCTURE_RE.finditer(text):
@@ -257,7 +227,7 @@ def decode_update(data_text: str, *, payload: str = "config", max_depth: int = 1
     if data_text.startswith("\ufeff"):
         data_text = data_text[1:]   # a BOM some editors write; harmless
 
-    too_big = _check_size(data_text, max_depth, max_items)
+    too_big = _size_problem(data_text, max_depth, max_items)
     if too_big:
         raise UpdateError(codes.INVALID_DATA, too_big, (too_big,))
 
@@ -296,7 +266,7 @@ def decode_update(data_text: str, *, payload: str = "config", max_depth: int = 1
     except json.JSONDecodeError as exc:
         raise UpdateError(codes.BAD_JSON, f"data is not valid JSON: {exc.msg} at line "
                                           f"{exc.lineno} column {exc.colno}") from None
-    except RecursionError:  # pragma: no cover - _check_size bounds the depth first
+    except RecursionError:  # pragma: no cover - _size_problem bounds the depth first
         raise _invalid("data is invalid", ["data nests too deeply"]) from None
 
     if not isinstance(data, dict):
@@ -328,8 +298,6 @@ def _lower_known_keys(obj: dict, known: Iterable[str], where: str = ""
     """Keys matching ``known`` case-insensitively are renamed to their lower-case
     form; two spellings of one key are a problem."""
     known = set(known)
-    if obj.keys() <= known:   # nearly always: every key known and spelled lower-case
-        return dict(obj), []
     out: dict = {}
     spelled: dict[str, str] = {}
     problems = []
@@ -361,16 +329,27 @@ def _parse_id(value: Any) -> int | None:
     return None
 
 
-def _seat_problem(seat: int) -> str | None:
-    """Why ``seat`` cannot be listed in a status, or None for a VIRUS seat."""
-    if seat in _VIRUS_SET:
-        return None
-    if seat in LRS2_SLOTS:
-        name = "LRS2-B" if seat == LRS2_SLOTS[0] else "LRS2-R"
-        return (f"unknown seat {seat:03d}: it holds {name}, which is not part of a hardware "
-                f"status (carried over from the previous version)")
-    if seat in ALWAYS_EMPTY_SLOTS:
-        return f"unknown seat {seat:03d}: the central seats 054, 055, 064, 065 are always empty"
+_HARDWARE_IDS = (("ifuid", "IFU"), ("specid", "spectrograph"), ("specslot", "spectrograph slot"))
+
+
+def _holds_nothing(ids: dict[str, int]) -> bool:
+    """True when an entry lists no hardware: every id it gives (of those readable) is 000."""
+    return not any(ids.get(key) for key, _ in _HARDWARE_IDS)
+
+
+def _seat_problem(seat: int, ids: dict[str, int]) -> str:
+    """Why ``seat``, no VIRUS seat, cannot be listed with ``ids`` in a status."""
+    if seat in LRS2_SLOTS or seat in ALWAYS_EMPTY_SLOTS:
+        hardware = " and ".join(f"{name} {ids[key]:03d}" for key, name in _HARDWARE_IDS
+                                if ids.get(key))
+        if seat in LRS2_SLOTS:
+            name = "LRS2-B" if seat == LRS2_SLOTS[0] else "LRS2-R"
+            why = (f"it holds {name}, which is not part of a hardware status (carried over "
+                   f"from the previous version)")
+        else:
+            why = "the central seats 054, 055, 064, 065 are always empty"
+        return (f"seat {seat:03d} cannot hold {hardware}: {why}; list it with ids 000 "
+                f"(empty) or leave it out")
     if seat == REFERENCE_SLOT:
         return ("unknown seat 000: the reference row is not part of a hardware status "
                 "(carried over from the previous version)")
@@ -387,8 +366,9 @@ def parse_status(status: Any, site_tz: tzinfo) -> HardwareStatus:
     object, ``timestamp`` missing or not a date, ``spectrographs`` missing or not
     a list, an entry without one of ifuslot / specid / specslot / ifuid, a
     malformed id (an int 0..999 or a string of 1-3 ASCII digits; booleans are
-    not ids), a seat that is not a VIRUS seat, the same seat, the same IFU or the
-    same active spectrograph listed twice.  Keys are case-insensitive; unknown
+    not ids), a seat that is not a VIRUS seat (LRS2 and the central seats may be listed
+    with ids 000: they hold nothing a status describes), the same seat, the same IFU or
+    the same active spectrograph listed twice.  Keys are case-insensitive; unknown
     keys are ignored (they stay in ``raw``).  ``site_tz`` only matters for a
     timestamp that is a bare date (local midnight).
     """
@@ -439,44 +419,6 @@ def _parse_timestamp(fields: dict, site_tz: tzinfo, problems: list[str]) -> date
 
 
 def _parse_entries(spectrographs: list, problems: list[str]) -> list[SeatEntry]:
-    entries = _plain_entries(spectrographs)
-    if entries is None:
-        entries = _diagnosed_entries(spectrographs, problems)
-    return entries
-
-
-_ID_KEY_SET = frozenset(_ID_KEYS)
-
-
-def _plain_entries(spectrographs: list) -> list[SeatEntry] | None:
-    """The entries of a status as a TCS writes it (every entry an object of exactly the
-    four lower-case keys, ids as strings of digits, seats VIRUS seats, nothing listed
-    twice), read in one tight loop; None at the first thing that is not so, and then
-    _diagnosed_entries reads the status again and says what is wrong, if anything."""
-    entries = []
-    seats: set[int] = set()
-    ifus: set[int] = set()
-    specs: set[int] = set()
-    try:
-        for item in spectrographs:
-            if type(item) is not dict or item.keys() != _ID_KEY_SET:
-                return None
-            seat, specid = _ID_TEXTS[item["ifuslot"]], _ID_TEXTS[item["specid"]]
-            specslot, ifuid = _ID_TEXTS[item["specslot"]], _ID_TEXTS[item["ifuid"]]
-            if seat not in _VIRUS_SET or seat in seats or ifuid in ifus or specid in specs:
-                return None
-            seats.add(seat)
-            if ifuid:       # 000 is no bundle / no spectrograph: it may repeat
-                ifus.add(ifuid)
-            if specid:
-                specs.add(specid)
-            entries.append(SeatEntry(seat, specid, specslot, ifuid))
-    except (KeyError, TypeError):   # an int id (allowed), a malformed or unhashable one
-        return None
-    return entries
-
-
-def _diagnosed_entries(spectrographs: list, problems: list[str]) -> list[SeatEntry]:
     entries: list[SeatEntry] = []
     seen_seat: dict[int, int] = {}               # seat -> index
     seen_ifu: dict[int, tuple[int, int]] = {}    # ifuid -> (index, seat)
@@ -497,15 +439,19 @@ def _diagnosed_entries(spectrographs: list, problems: list[str]) -> list[SeatEnt
                 ids[key] = value
 
         if seat is not None:
-            seat_problem = _seat_problem(seat)
-            if seat_problem:
-                problems.append(f"{where}: {seat_problem}")
+            # A grid seat that holds no VIRUS IFU (LRS2, the always-empty centre) may be
+            # listed empty, as the full file lists it; only hardware on it is wrong.
+            listed_empty = seat in _GRID_SET and _holds_nothing(ids)
+            if seat not in _VIRUS_SET and not listed_empty:
+                problems.append(f"{where}: {_seat_problem(seat, ids)}")
                 continue
             if seat in seen_seat:
                 problems.append(f"{where}: seat {seat:03d} is listed twice (also "
                                 f"spectrographs[{seen_seat[seat]}])")
                 continue
             seen_seat[seat] = index
+            if seat not in _VIRUS_SET:
+                continue   # nothing there: LRS2 is carried over, the centre stays empty
         # 000 is no bundle / no spectrograph (an inactive seat): it may repeat.
         _check_unique(ids.get("ifuid"), "IFU", seen_ifu, index, seat, where, problems)
         _check_unique(ids.get("specid"), "active spectrograph", seen_spec, index, seat, where,
@@ -557,12 +503,35 @@ def _seat_text(seat: int) -> str:
 # --------------------------------------------------------------------------
 # The new configuration
 
-def _at_nominal(row: Row) -> Row:
+def at_nominal(row: Row) -> Row:
+    """``row`` at its seat's nominal position (grid seats)."""
     x, y = nominal_position(row.ifuslot)
     if (row.x, row.y) == (x, y):
         return row
     return Row(row.ifuslot, x, y, row.specid, row.specslot, row.ifuid, row.ifurot,
                row.platesc, row.active)
+
+
+def carried_over_rows(previous_rows: Iterable[Row] | None,
+                      static_rows: Iterable[Row]) -> dict[int, Row]:
+    """The rows a hardware status does not describe, by seat, as a new configuration
+    gets them: 000, LRS2 (056, 066) and every non-grid row, carried over from
+    ``previous_rows``, or taken from ``static_rows`` when there is no previous version
+    (None or empty).  LRS2 keeps its ids and state but, like every grid seat, sits at
+    its nominal position (measured positions live in position sets); an LRS2 seat the
+    source lacks is left out.  The 000 row falls back to the static one, then to
+    fplane.REFERENCE_ROW.  (fplane-admin import gives a file without special rows the
+    same ones.)
+    """
+    static_rows = tuple(static_rows)
+    source = tuple(previous_rows or ()) or static_rows
+    by_seat = {r.ifuslot: r for r in source}
+    rows = {s: at_nominal(by_seat[s]) for s in LRS2_SLOTS if s in by_seat}
+    rows.update((s, r) for s, r in by_seat.items() if s != REFERENCE_SLOT and s not in _GRID_SET)
+    rows[REFERENCE_SLOT] = (by_seat.get(REFERENCE_SLOT)
+                            or next((r for r in static_rows if r.ifuslot == REFERENCE_SLOT), None)
+                            or REFERENCE_ROW)
+    return rows
 
 
 def build_configuration(status: HardwareStatus, previous_rows: Iterable[Row] | None,
@@ -572,42 +541,16 @@ def build_configuration(status: HardwareStatus, previous_rows: Iterable[Row] | N
     - The 78 VIRUS seats: listed ones from the status (active iff SPECID is not
       000), unlisted ones empty (000 000 000) and inactive; with the always-empty
       central seats, at nominal positions.
-    - 000, LRS2 (056, 066) and every non-grid row: carried over from
-      ``previous_rows``, or taken from ``static_rows`` when there is no previous
-      version (None or empty).  LRS2 keeps its ids and state but, like every grid
-      seat, sits at its nominal position (measured positions live in position
-      sets); an LRS2 seat the source lacks is empty.  The 000 row falls back to
-      the static one, then to fplane.REFERENCE_ROW.
+    - 000, LRS2 and the non-grid rows: carried_over_rows; an LRS2 seat without a
+      row there is empty.
     """
-    previous_rows = tuple(previous_rows or ())
-    static_rows = tuple(static_rows)
-    source = previous_rows or static_rows
-    by_seat = {r.ifuslot: r for r in source}
-
     rows: dict[int, Row] = {s: empty_seat_row(s) for s in GRID_SLOTS}
-    for s in LRS2_SLOTS:
-        if s in by_seat:
-            rows[s] = _at_nominal(by_seat[s])
-    for s, r in by_seat.items():
-        if s != REFERENCE_SLOT and s not in _GRID_SET:
-            rows[s] = r
-    reference = (by_seat.get(REFERENCE_SLOT)
-                 or next((r for r in static_rows if r.ifuslot == REFERENCE_SLOT), None)
-                 or REFERENCE_ROW)
-    rows[REFERENCE_SLOT] = reference
-
+    rows.update(carried_over_rows(previous_rows, static_rows))
     for e in status.entries:
         # parse_status guarantees VIRUS seats listed once.
-        rows[e.ifuslot] = _status_row(e.ifuslot, e.specid, e.specslot, e.ifuid)
+        rows[e.ifuslot] = Row(e.ifuslot, *nominal_position(e.ifuslot), e.specid, e.specslot,
+                              e.ifuid, 0.0, 1.0, e.specid != 0)
     return canonical_order(rows.values())
-
-
-# Rows are immutable and a site's statuses repeat day after day: the same listed seats make
-# the same Row objects, which also lets store.content_hash reuse its lines for them.
-@functools.lru_cache(maxsize=4096)
-def _status_row(ifuslot: int, specid: int, specslot: int, ifuid: int) -> Row:
-    return Row(ifuslot, *nominal_position(ifuslot), specid, specslot, ifuid, 0.0, 1.0,
-               specid != 0)
 
 
 # --------------------------------------------------------------------------
@@ -726,29 +669,56 @@ def _parse_coordinate(value: Any) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def positions_from_update(data: Mapping[str, Any]) -> dict[int, tuple[float, float]]:
-    """``{"positions": [{"ifuslot": "021", "x": -349.8, "y": 350.2}, ...]}`` (the
-    decoded data of ``POST /positions``) -> seat -> (x, y), arcsec.
+class PositionsUpdate(NamedTuple):
+    """What a ``POST /positions`` (or ``fplane-admin import``) says about the position set."""
+    measured: dict[int, tuple[float, float]]    # seat -> (x, y), arcsec
+    reset: frozenset[int] = frozenset()         # seats back to nominal
+    complete: bool = False                      # the whole set: seats not measured are nominal
+
+
+def merged_positions(last: Mapping[int, tuple[float, float]],
+                     update: PositionsUpdate) -> dict[int, tuple[float, float]]:
+    """The position set after ``update``, given the ``last`` one (seat -> (x, y); empty
+    when there is none).  Measurements are taken a few seats at a time, so the seats
+    the update measures take their new values and every other seat keeps its last
+    measurement, unless the update resets it or says it is the whole set."""
+    kept = {} if update.complete else {
+        seat: xy for seat, xy in last.items() if seat not in update.reset}
+    return {**kept, **update.measured}
+
+
+def positions_from_update(data: Mapping[str, Any]) -> PositionsUpdate:
+    """``{"positions": [{"ifuslot": "021", "x": -349.8, "y": 350.2}, ...],
+    "reset": ["022", ...], "complete": false}`` (the decoded data of ``POST /positions``)
+    -> PositionsUpdate.
 
     Any grid seat may be measured; x and y are finite numbers within
-    MAX_POSITION_OFFSET arcsec of the seat's nominal centre.  Keys are
-    case-insensitive.  Every problem (malformed entry, unknown seat, a seat
-    listed twice, an empty list) goes into one UpdateError 209.
+    MAX_POSITION_OFFSET arcsec of the seat's nominal centre.  ``reset`` (optional)
+    lists grid seats whose last measurement no longer holds (they go back to nominal);
+    ``complete`` (optional, default false) says the post is the whole set.  Keys are
+    case-insensitive.  Every problem (malformed entry, unknown seat, a seat listed
+    twice or both measured and reset, nothing to do) goes into one UpdateError 209.
     """
     if not isinstance(data, Mapping):
         raise _invalid("the positions are invalid",
                        [f"data must be an object with positions, not {_kind(data)}"])
     problems: list[str] = []
-    fields, key_problems = _lower_known_keys(dict(data), ("positions",))
+    fields, key_problems = _lower_known_keys(dict(data), ("positions", "reset", "complete"))
     problems.extend(key_problems)
     positions = fields.get("positions")
     out: dict[int, tuple[float, float]] = {}
+    reset = _reset_seats(fields.get("reset", []), problems)
+    complete = fields.get("complete", False)
+    if not isinstance(complete, bool):
+        problems.append(f"complete must be true or false, not {_show(complete)}")
+        complete = False
     if "positions" not in fields:
         problems.append('positions is missing (a list of {"ifuslot", "x", "y"})')
     elif not isinstance(positions, list):
         problems.append(f"positions must be a list, not {_kind(positions)}")
-    elif not positions:
-        problems.append("positions is empty: nothing to store")
+    elif not positions and not (reset or complete):
+        problems.append("positions is empty: nothing to store (reset lists seats to take back "
+                        "to nominal, complete: true makes the post the whole set)")
     else:
         seen: dict[int, int] = {}
         for index, where, item, seat in _seat_objects(positions, "positions",
@@ -793,6 +763,26 @@ def positions_from_update(data: Mapping[str, Any]) -> dict[int, tuple[float, flo
                                 f"{MAX_POSITION_OFFSET:g} is plausible")
                 continue
             out[seat] = (x, y)
+    both = sorted(reset & out.keys())
+    if both:
+        problems.append(f"reset lists {', '.join(f'{s:03d}' for s in both)}, also measured in "
+                        f"positions: measure a seat or reset it, not both")
     if problems:
         raise _invalid("the positions are invalid", problems)
-    return out
+    return PositionsUpdate(out, reset, complete)
+
+
+def _reset_seats(value: Any, problems: list[str]) -> frozenset[int]:
+    if not isinstance(value, list):
+        problems.append(f'reset must be a list of seats such as ["021", "022"], not {_kind(value)}')
+        return frozenset()
+    seats = set()
+    for index, item in enumerate(value):
+        seat = _parse_id(item)
+        if seat is None:
+            problems.append(f"reset[{index}]: {_show(item)} is not an id of 1-3 digits")
+        elif seat not in _GRID_SET:
+            problems.append(f"reset[{index}]: unknown seat {seat:03d}: not a seat of the IFU grid")
+        else:
+            seats.add(seat)
+    return frozenset(seats)

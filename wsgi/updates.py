@@ -13,8 +13,9 @@ from datetime import datetime
 from wsgi import codes, dates, fplane
 from wsgi.fplane import Row
 from wsgi.responses import CodedError
-from wsgi.status import (HardwareStatus, UpdateError, build_configuration, decode_update,
-                         hold_reason, new_hardware, parse_status, positions_from_update)
+from wsgi.status import (HardwareStatus, PositionsUpdate, UpdateError, build_configuration,
+                         decode_update, hold_reason, merged_positions, new_hardware,
+                         parse_status, positions_from_update)
 from wsgi.store import PositionSet, Store, Version, content_hash, positions_hash
 
 
@@ -32,7 +33,7 @@ class ConfigurationPlan:
 @dataclass(frozen=True)
 class PositionsPlan:
     valid_from: int
-    positions: dict                 # seat -> (x, y)
+    positions: dict                 # seat -> (x, y): the whole new set (status.merged_positions)
     current: PositionSet | None     # the position set valid at valid_from now, if any
     unchanged: bool
     version: Version | None         # the configuration they will be served with
@@ -58,9 +59,13 @@ def plan_configuration(store: Store, status: HardwareStatus, valid_from: int,
     )
 
 
-def plan_positions(store: Store, positions: dict, valid_from: int) -> PositionsPlan:
+def plan_positions(store: Store, update: PositionsUpdate, valid_from: int) -> PositionsPlan:
+    """Call inside store.snapshot(), like plan_configuration. The new set is the one valid
+    at valid_from with the update's seats measured or reset (status.merged_positions)."""
     current = store.position_set_at(valid_from)
-    unchanged = current is not None and positions_hash(store.positions(current.id)) == positions_hash(positions)
+    last = store.positions(current.id) if current is not None else {}
+    positions = merged_positions(last, update)
+    unchanged = positions_hash(last) == positions_hash(positions)
     version = store.version_at(valid_from)
     rows = ()
     if version is not None:
@@ -69,8 +74,8 @@ def plan_positions(store: Store, positions: dict, valid_from: int) -> PositionsP
 
 
 def decode_payload(kind: str, data: bytes | str, site_tz):
-    """The posted data -> (decoded data, payload): a HardwareStatus for ``config``, a seat
-    -> (x, y) dict for ``positions``. UpdateError 208 / 209 for what is wrong with it."""
+    """The posted data -> (decoded data, payload): a HardwareStatus for ``config``, a
+    PositionsUpdate for ``positions``. UpdateError 208 / 209 for what is wrong with it."""
     decoded = decode_update(data, payload=kind)
     if kind == "config":
         return decoded, parse_status(decoded["config"], site_tz)

@@ -6,7 +6,7 @@ WSGI callable and of Writer.run_once on a spooled backlog.
 Same setup as tests/bench/test_update_path.py (a store from fplane-admin init + import, one
 station, distinct statuses from status_data), in a temporary directory, at the
 deployment's log level (INFO). Reports:
-  post     the first post of the process (scrypt, first use), then CPU and wall time per
+  post     the first post of the process (first use), then CPU and wall time per
            post (no profiler; a writer drains the spool after every --batch posts, as the
            attached one does, so new/ stays short; --batch 1 is the service under a burst
            of posts, where nearly every post finds a store the writer has just changed),
@@ -146,7 +146,7 @@ def post_stages():
     return [
         (posting, "read_body", "read_body"),
         (posting, "parse_form", "parse_form (urlencoded)"),
-        (stations.StationList, "authenticate", "StationList.authenticate (cached)"),
+        (stations.StationList, "authenticate", "StationList.authenticate (scrypt)"),
         (posting, "_checked_checksum", "checksum"),
         (posting.UpdateReceiver, "_checked_data", "_checked_data (decode, parse_status, timestamp)"),
         (posting.UpdateReceiver, "locate", "locate (spool listing + store lookup)"),
@@ -217,7 +217,7 @@ def profile_posts(base: Path, posts: int, n_top: int, batch_size: int) -> None:
 
     _, wall, cpu = timed(post, items[0])
     print(f"post: first post of the process {wall * 1000:.1f} ms wall, {cpu * 1000:.1f} ms CPU"
-          f" (scrypt password check, store opened, first use)")
+          f" (store opened, first use; scrypt on every post)")
     writer.run_once()
 
     def batch(chunk, profiler=None, stages=None):
