@@ -26,7 +26,6 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field, replace
-from dataclasses import fields as dataclass_fields
 from typing import Iterable, Mapping
 
 from wsgi.plaintext import plural as _plural
@@ -78,10 +77,9 @@ _FULL_GRID_ORDER = _GRID_WITHOUT_LRS2 + LRS2_SLOTS
 _ORDER_RANK = {REFERENCE_SLOT: 0}
 _ORDER_RANK.update((s, i + 1) for i, s in enumerate(_FULL_GRID_ORDER))
 _SPECIAL_RANK_BASE = len(_ORDER_RANK)  # specials sort after, by seat number
-_INF = math.inf   # -_INF < v < _INF is False for nan and both infinities
 
 
-@dataclass(frozen=True, slots=True, init=False)
+@dataclass(frozen=True, slots=True)
 class Row:
     """One seat of the file.  Ids are integers; rendering zero-pads them."""
     ifuslot: int      # IHMP seat, 0..999 (rendered %03d)
@@ -94,34 +92,9 @@ class Row:
     platesc: float = 1.0
     active: bool = True   # False: commented out in the full file, absent from the short one
 
-    def __init__(self, ifuslot, x, y, specid, specslot, ifuid, ifurot=0.0, platesc=1.0,
-                 active=True):
-        # Written out, not generated: rows are made by the hundred for every POST and
-        # every commit, and a frozen dataclass's own __init__ sets each field through
-        # object.__setattr__ at twice the cost of the slots' own setters used here.
-        _set_ifuslot(self, ifuslot)
-        _set_x(self, x)
-        _set_y(self, y)
-        _set_specid(self, specid)
-        _set_specslot(self, specslot)
-        _set_ifuid(self, ifuid)
-        _set_ifurot(self, ifurot)
-        _set_platesc(self, platesc)
-        _set_active(self, active)
+    def __post_init__(self):
         # Checked here, once, because "%03d" % 1000 or "%8.3f" % nan would be
         # rendered without complaint and break every client's exact lookups.
-        # Nearly every row is four ints and four floats in range: that case in one
-        # expression; anything else takes _check, which accepts ints as numbers and says
-        # what is wrong.
-        if not (type(ifuslot) is type(specid) is type(specslot) is type(ifuid) is int
-                and 0 <= ifuslot <= 999 and 0 <= specid <= 999
-                and 0 <= specslot <= 999 and 0 <= ifuid <= 999
-                and type(x) is type(y) is type(ifurot) is type(platesc) is float
-                and -_INF < x < _INF and -_INF < y < _INF
-                and -_INF < ifurot < _INF and -_INF < platesc < _INF):
-            self._check()
-
-    def _check(self):
         for name in ("ifuslot", "specid", "specslot", "ifuid"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int):
@@ -135,9 +108,6 @@ class Row:
             if not math.isfinite(value):
                 raise ValueError(f"Row.{name} must be finite, not {value!r}")
 
-
-(_set_ifuslot, _set_x, _set_y, _set_specid, _set_specslot, _set_ifuid, _set_ifurot, _set_platesc,
- _set_active) = (Row.__dict__[f.name].__set__ for f in dataclass_fields(Row))
 
 REFERENCE_ROW = Row(0, 0.0, 0.0, 900, 900, 900, 0.0, 1.0, True)
 
