@@ -201,8 +201,11 @@ def parse_instant(text: str, site_tz, now: datetime) -> datetime:
 def _etag(query: FplaneQuery, version: Version, position_set: PositionSet | None) -> str:
     """A weak validator naming what is served rather than hashing the bytes: answers for
     "latest" asked a minute apart differ only in the instant their header states, and a
-    pipeline polling latest must still get its 304 while the version stays the same."""
-    identity = (FORMAT_REVISION, version.id, position_set and position_set.id, query.full,
+    pipeline polling latest must still get its 304 while the version stays the same.
+    valid_until is part of it: the served text states it, and a cache that revalidates an
+    open version's copy after a later version closed it must get the new text, not a 304
+    that keeps "valid_until open" (nginx keeps a copy's stored headers on a 304)."""
+    identity = (FORMAT_REVISION, version.id, version.valid_until, position_set and position_set.id, query.full,
                 query.actual, query.as_json, query.datestr, query.known_at)
     return 'W/"' + hashlib.sha256(repr(identity).encode()).hexdigest()[:32] + '"'
 
