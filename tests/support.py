@@ -5,6 +5,7 @@ import contextlib
 import hashlib
 import io
 import json
+import os
 import shutil
 import socket
 import sys
@@ -100,3 +101,30 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def under_ci() -> bool:
+    """CI sets CI=true (.ci/run runs there): every test must run, none may skip."""
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def required_programs(*programs: str, install: str) -> list[str]:
+    """The paths of programs pip cannot install (Chromium, its driver, nginx), each given
+    as an absolute path or a name looked up on PATH and in /usr/sbin (Debian's nginx).
+
+    One missing: the test skips with a one-line reason outside CI, so a fresh clone's
+    `make test` passes without them; under CI (CI=true) it fails, because .ci/run installs
+    them and a skipped test there would hide a broken install. ``install`` says how."""
+    found, missing = [], []
+    for program in programs:
+        if os.path.isabs(program):
+            path = program if os.access(program, os.X_OK) else None
+        else:
+            path = shutil.which(program) or shutil.which(program, path="/usr/sbin:/sbin")
+        (found if path else missing).append(path or program)
+    if missing:
+        reason = f"{', '.join(missing)} missing: {install}"
+        if under_ci():
+            pytest.fail(f"{reason} (CI=true: this test must run)")
+        pytest.skip(reason)
+    return found
