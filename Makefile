@@ -4,11 +4,17 @@
 #
 #   make test                 run the test suite (PYTEST_ARGS='-k store -x' to narrow it)
 #   make run                  demo data in var/, then uWSGI on http://127.0.0.1:$(PORT)/
+#   make run-cached           the same behind nginx's cache: https://127.0.0.1:$(CACHED_PORT)/
 #   make bench                benchmarks in tests/bench (never part of `make test`)
 #   make clean / distclean    remove generated files / and the virtualenv
 
 PYTHON ?= python3
 PORT ?= 8080
+# make run-cached: nginx on CACHED_PORT (HTTPS) and CACHED_HTTP_PORT (reads over plain HTTP),
+# talking to uWSGI's uwsgi-protocol socket on UWSGI_PORT; uWSGI's own router stays on PORT.
+CACHED_PORT ?= 8443
+CACHED_HTTP_PORT ?= 8088
+UWSGI_PORT ?= 8081
 PYTEST_ARGS ?=
 
 VENV := .venv
@@ -20,16 +26,25 @@ INSTALLED := $(VENV)/.installed
 DEMO_READY := var/.demo-ready
 
 .DEFAULT_GOAL := help
-.PHONY: help venv test run bench clean distclean
+.PHONY: help venv test run run-cached bench clean distclean
 
 help:
 	@sed -n 's/^#   //p' $(firstword $(MAKEFILE_LIST))
 
 venv: $(INSTALLED)
 
+# After pip: uWSGI must embed this venv's Python. pip may take a uWSGI wheel from its cache
+# that was built for another CPython of the same version (pyenv's beside Debian's), which
+# then fails at start-up on `import math`; examples/check_uwsgi.py asks uWSGI itself and,
+# if it differs, uWSGI is rebuilt from source with pip's cache off.
 $(INSTALLED): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VPY) -m pip install -e '.[test]'
+	@$(VPY) examples/check_uwsgi.py || { \
+	    echo "make venv: uWSGI was built for another Python (a wheel from pip's cache); rebuilding it from source for $(VENV)"; \
+	    $(VPY) -m pip install --no-cache-dir --force-reinstall --no-deps --no-binary uWSGI \
+	        "uWSGI==$$($(VPY) -c 'import importlib.metadata as m; print(m.version("uWSGI"))')" && \
+	    $(VPY) examples/check_uwsgi.py && echo "make venv: uWSGI now runs $(VENV)'s Python"; }
 	touch $@
 
 test: $(INSTALLED)
@@ -55,6 +70,14 @@ run: $(INSTALLED) $(DEMO_READY)
 	FPLANE_CONFIG='$(CURDIR)/var/config.ini' FPLANE_PORT='$(PORT)' \
 	PATH='$(CURDIR)/$(VENV)/bin':"$$PATH" \
 	exec $(VENV)/bin/uwsgi --ini examples/uwsgi.ini
+
+# uWSGI (with its writer) and nginx's cache in front (examples/nginx.conf, written for the
+# local paths into var/nginx with a throwaway self-signed TLS pair; nginx runs as you, no
+# /etc touched). Ctrl-C stops both; if uWSGI dies, nginx serves what it has cached.
+run-cached: $(INSTALLED) $(DEMO_READY)
+	PATH='$(CURDIR)/$(VENV)/bin':"$$PATH" \
+	exec $(VPY) examples/run_cached.py --config var/config.ini --dir var/nginx \
+	    --port $(CACHED_PORT) --http-port $(CACHED_HTTP_PORT) --uwsgi-port $(UWSGI_PORT) --direct-port $(PORT)
 
 bench: $(INSTALLED)
 	$(VPY) -m pytest tests/bench -p no:cacheprovider -s $(PYTEST_ARGS)
