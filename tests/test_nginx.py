@@ -333,3 +333,17 @@ def test_the_cache_follows_a_commit_and_serves_while_uwsgi_is_down(front):
     fresh = front.get(stale)
     assert fresh.cache in ("REVALIDATED", "EXPIRED") and provenance(fresh) == ("2", "open")
     assert front.get("/fplane/20181001").cache == "MISS"
+
+
+def test_the_script_handed_out_through_the_front_points_at_the_front(front, tmp_path):
+    script = front.get("/get_fplane.sh")
+    assert script.cache != "HIT" and f"served_from='{front.https}'" in script.text
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "get_fplane.sh").write_bytes(script.body)
+    env = {**{k: v for k, v in os.environ.items() if k != "FPLANE_URL"}, "CURL_CA_BUNDLE": str(front.ca[0])}
+    done = subprocess.run(["sh", "get_fplane.sh", "20180707"], cwd=work, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert (work / "fplane20180707.txt").read_bytes() == front.get("/fplane/20180707").body
+    assert front.get("/get_fplane.sh", plain=True).text.count(f"served_from='{front.http}'") == 1

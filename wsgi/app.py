@@ -26,6 +26,7 @@ from wsgi.openapi import openapi_json
 from wsgi.posting import UpdateReceiver
 from wsgi.reading import FplaneReader, json_asked, parse_query
 from wsgi.responses import JSON, TEXT, CodedError, Prepared, error_response, wants_json
+from wsgi.script import ClientScript
 from wsgi.store import Store, StoreUnavailable
 from wsgi.views import HistoryViews
 from wsgi.walwatch import HEADER_BYTES, wal_index
@@ -121,6 +122,7 @@ class Service:
         self.counters = RequestCounters()
         self.system = SystemViews(config, self.counters, self.store, self.receiver.stations,
                                   self.receiver.spool)
+        self.client_script = ClientScript()
         self.index_page = Prepared(  # constant: built once, served as is
             codes.http_status_line(codes.OK),
             [("Content-Type", TEXT), ("X-FPlane-Code", str(codes.OK))],
@@ -142,6 +144,7 @@ class Service:
             (re.compile(r"/ifu/(?P<ifuid>[^/]*)"), get(self.ifu)),
             (re.compile(r"/feed/?"), get(self.feed)),
             (re.compile(r"/openapi\.json"), get(lambda req: self.openapi)),
+            (re.compile(r"/get_fplane\.sh"), get(lambda req: self.client_script.answer(req.environ))),
             (re.compile(r"/"), get(self.index)),
         )
 
@@ -252,6 +255,8 @@ POST /fplane[/<datestr>]     a station's hardware status (form: station_id, pass
                              checksum, data); answers with a code and an update id
 POST /positions[/<datestr>]  measured IFU positions, the same way
 GET /updates/<id>            what became of a posted update
+GET /get_fplane.sh           a curl-only client with this server as its default:
+                             curl -O <this server>/get_fplane.sh && sh get_fplane.sh 20180715
 
 GET /sys                     links to the three below (each: format=txt|json)
 GET /sys/config              the effective configuration (secrets left out)

@@ -547,6 +547,17 @@ def _system_paths() -> dict:
                                                  "`key: value` lines"), fmt)},
         "/health": {**_get_and_head("Health", "system", "whether the service is healthy", health, fmt)},
         "/openapi.json": {**_get_and_head("OpenApi", "system", "this OpenAPI document", openapi)},
+        "/get_fplane.sh": {**_get_and_head(
+            "ClientScript", "fplane", "a curl-only client with this server's URL as its default",
+            {"200": _response("examples/get_fplane.sh (POSIX sh) with this server's URL, as the "
+                              "client reached it, filled in", (codes.OK,),
+                              {"text/x-shellscript": {"schema": {"type": "string"}}},
+                              {"Cache-Control": _header_ref("CacheControl")}),
+             **_errors(codes.BAD_PARAMETER)},
+            description="`curl -O <server>/get_fplane.sh && sh get_fplane.sh 20180715` writes "
+                        "fplane20180715.txt with no setup. A Host header that is not a plain "
+                        "host name or address (and port) is refused with 306, never written "
+                        "into the script.")},
     }
 
 
