@@ -3,13 +3,12 @@ user would (`curl -O <server>/get_fplane.sh && sh get_fplane.sh DATE`) under das
 sh, no pipefail, no bash syntax) and bash, against a real uWSGI."""
 
 import os
-import shutil
 import subprocess
 
 import pytest
 
 from tests.fplane_samples import make_rows, strict_fplane_parse
-from tests.support import import_rows, init_store, test_app, write_config
+from tests.support import import_rows, init_store, required_programs, test_app, write_config
 from tests.test_deploy import running_uwsgi
 
 FIRST = make_rows()
@@ -58,8 +57,7 @@ def test_the_repository_copy_has_no_url(config):
 
 @pytest.mark.parametrize("shell", ["sh", "bash"])
 def test_downloaded_script_works_with_no_setup(config, tmp_path, shell):
-    if shutil.which("curl") is None or shutil.which(shell) is None:
-        pytest.skip(f"needs curl and {shell}")
+    required_programs("curl", shell, install=f"apt-get install curl {shell}")
     env = {k: v for k, v in os.environ.items() if k != "FPLANE_URL"}
     work = tmp_path / "work"
     work.mkdir()
