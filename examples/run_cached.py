@@ -72,6 +72,9 @@ events {{
     worker_connections 1024;
 }}
 http {{
+    # what Debian's /etc/nginx/nginx.conf sets around the files it includes
+    sendfile on;
+    tcp_nopush on;
     access_log {directory / 'access.log'};
     client_body_temp_path {temp / 'body'};
     uwsgi_temp_path {temp / 'uwsgi'};

@@ -347,3 +347,71 @@ def test_the_script_handed_out_through_the_front_points_at_the_front(front, tmp_
     assert done.returncode == 0, done.stderr
     assert (work / "fplane20180707.txt").read_bytes() == front.get("/fplane/20180707").body
     assert front.get("/get_fplane.sh", plain=True).text.count(f"served_from='{front.http}'") == 1
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except FileNotFoundError:
+        return []
+
+
+def test_make_run_cached_serves_through_nginx_and_ctrl_c_stops_both(tmp_path):
+    """examples/run_cached.py as `make run-cached` runs it, interrupted as a terminal's Ctrl-C
+    does (SIGINT to the foreground process group)."""
+    required_programs("nginx", "openssl", install=run_cached.NGINX_INSTALL_HINT)
+    config = write_config(tmp_path)
+    init_store(config)
+    import_rows(config, FIRST, "20180601")
+    directory = Path(tempfile.mkdtemp(prefix="fplane-run-cached-"))
+    directory.chmod(0o755)
+    https_port, http_port, uwsgi_port, direct_port = (free_port() for _ in range(4))
+    output = tmp_path / "run_cached.out"
+    with open(output, "wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, str(REPO / "examples" / "run_cached.py"), "--config", str(config),
+             "--dir", str(directory), "--port", str(https_port), "--http-port", str(http_port),
+             "--uwsgi-port", str(uwsgi_port), "--direct-port", str(direct_port)],
+            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+    try:
+        url = f"http://127.0.0.1:{http_port}/fplane/20180707"
+        deadline = time.monotonic() + 60
+        while True:
+            assert process.poll() is None, output.read_text()
+            try:
+                with urllib.request.urlopen(url, timeout=5) as answer:
+                    assert answer.headers["X-FPlane-Code"] == "100"
+                    break
+            except (urllib.error.URLError, ConnectionError):
+                assert time.monotonic() < deadline, output.read_text()
+                time.sleep(0.3)
+        context = ssl.create_default_context(cafile=str(directory / "localhost.pem"))
+        with urllib.request.urlopen(f"https://127.0.0.1:{https_port}/fplane/20180707", context=context) as answer:
+            assert answer.headers["X-Cache-Status"] == "HIT"
+        assert f"https://127.0.0.1:{https_port}/" in output.read_text()
+
+        # uWSGI dies: nginx goes on serving what it has, and says so
+        masters = [p for p in _children(process.pid)
+                   if b"uWSGI master" in Path(f"/proc/{p}/cmdline").read_bytes()]
+        assert len(masters) == 1
+        os.kill(masters[0], signal.SIGKILL)
+        poll(lambda: Reply(0, {}, output.read_bytes()), lambda r: b"uWSGI exited" in r.body,
+             time.monotonic() + 20, "the notice that uWSGI exited")
+        with urllib.request.urlopen(url, timeout=5) as answer:
+            assert answer.headers["X-Cache-Status"] == "HIT"
+        with pytest.raises(urllib.error.HTTPError) as down:
+            urllib.request.urlopen(f"http://127.0.0.1:{http_port}/fplane/20180708", timeout=5)
+        assert (down.value.code, down.value.headers["X-FPlane-Code"]) == (503, "401")
+
+        children = _children(process.pid)
+        os.killpg(process.pid, signal.SIGINT)
+        assert process.wait(timeout=30) == 0, output.read_text()
+        for child in children:
+            assert not Path(f"/proc/{child}").exists() or b"zombie" in Path(f"/proc/{child}/status").read_bytes()
+        with pytest.raises(OSError):
+            socket.create_connection(("127.0.0.1", http_port), timeout=2).close()
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        shutil.rmtree(directory, ignore_errors=True)
