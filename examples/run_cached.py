@@ -87,9 +87,11 @@ http {{
 
 
 def self_signed_pair(directory: Path) -> tuple[Path, Path]:
-    """A throwaway certificate for localhost and 127.0.0.1 (valid 30 days), made once."""
+    """A throwaway certificate for localhost and 127.0.0.1, valid 30 days: made again when
+    missing or older than 20 days, so a run never starts with one about to expire."""
     certificate, key = directory / "localhost.pem", directory / "localhost.key"
-    if not (certificate.exists() and key.exists()):
+    fresh = certificate.exists() and key.exists() and time.time() - certificate.stat().st_mtime < 20 * 86400
+    if not fresh:
         subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "30",
                         "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
                         "-keyout", str(key), "-out", str(certificate)],
