@@ -254,7 +254,7 @@ def test_posts_updates_stats_and_health_are_never_served_from_the_cache(front):
     assert len(front.app_saw("POST", "/fplane")) == 2
 
 
-def test_a_post_over_plain_http_or_too_large_gets_a_coded_refusal(front):
+def test_a_post_over_plain_http_a_body_too_large_or_an_overlong_date_get_coded_refusals(front):
     form = b"station_id=tcs&password=x&checksum=0&data=%7B%7D"
     plain = front.get("/fplane", plain=True, method="POST", data=form)
     assert (plain.status, plain.headers["X-FPlane-Code"]) == (405, "305")
@@ -262,6 +262,9 @@ def test_a_post_over_plain_http_or_too_large_gets_a_coded_refusal(front):
     too_large = front.get("/fplane", method="POST", data=b"x" * (3 << 20))
     assert (too_large.status, too_large.headers["X-FPlane-Code"]) == (413, "212")
     assert front.app_saw("POST", "/fplane") == []
+    # an overlong date passes nginx's header buffers and gets the app's own coded answer
+    overlong = front.get("/fplane/" + "9" * 30_000)
+    assert (overlong.status, overlong.headers["X-FPlane-Code"]) == (400, "301")
 
 
 def test_update_fplane_refuses_a_certificate_its_ca_did_not_sign(front):

@@ -21,6 +21,7 @@ code  meaning                                              HTTP
 210   hardware status too old                              422
 211   hardware status time stamp too far in the future     422
 212   request body too large                               413
+213   too many failed password attempts: wait              429 (with Retry-After)
 301   bad date string                                      400
 302   no configuration known for that instant              404
 303   unknown update id or resource                        404
@@ -55,6 +56,7 @@ INVALID_DATA = 209
 TOO_OLD = 210
 TOO_FAR_IN_FUTURE = 211
 BODY_TOO_LARGE = 212
+TOO_MANY_FAILURES = 213
 BAD_DATE = 301
 NO_CONFIGURATION = 302
 NOT_FOUND = 303
@@ -80,6 +82,7 @@ CODES = {
         Code(TOO_OLD, "hardware status too old", 422),
         Code(TOO_FAR_IN_FUTURE, "hardware status time stamp too far in the future", 422),
         Code(BODY_TOO_LARGE, "request body too large", 413),
+        Code(TOO_MANY_FAILURES, "too many failed password attempts: wait", 429),
         Code(BAD_DATE, "bad date string", 400),
         Code(NO_CONFIGURATION, "no configuration known for that instant", 404),
         Code(NOT_FOUND, "unknown update id or resource", 404),

@@ -11,12 +11,26 @@ per-record flush cost more than answering a cached GET.
 
 import logging
 import os
+import re
 import sys
 import time
-import weakref
 
 
 FORMAT = "%(asctime)s %(process)d %(levelname)s %(message)s"
+
+# What a client may send that would break or forge a log line, or play tricks on the
+# terminal that shows it: C0 controls (CR, LF, NUL, ESC ...), DEL, C1 controls (a
+# uWSGI environ holds undecoded bytes as Latin-1, so 0x9b, the one-byte CSI, can
+# arrive) and the Unicode line and paragraph separators.
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def printable(text: str) -> str:
+    """``text`` with every character that could break or forge a log line written as
+    a backslash escape (``\\n``, ``\\x1b``, ``\\u2028``): one request, one line."""
+    if _UNPRINTABLE.search(text) is None:
+        return text
+    return _UNPRINTABLE.sub(lambda found: repr(found.group())[1:-1], text)
 
 
 def make_logger(config, role: str) -> logging.Logger:
@@ -37,19 +51,11 @@ def make_logger(config, role: str) -> logging.Logger:
 DESCRIBED_LIMIT = 1024
 DESCRIBED_LENGTH_LIMIT = 512
 
-# Request logs to tell about an os.fork: the child's next line must name its own pid.
-# (uWSGI forks its workers in C, without these hooks; but its master never logs a request,
-# so each worker looks its own pid up at its first line.)
-_LIVE_LOGS: "weakref.WeakSet[RequestLog]" = weakref.WeakSet()
-os.register_at_fork(after_in_child=lambda: [log._new_process() for log in list(_LIVE_LOGS)])
-
-
 class RequestLog:
     """Appends one INFO line per request, formatted like make_logger's lines.
 
     O_APPEND makes each line a single atomic append, so the workers of one service can
     share the file without interleaving, and nothing is buffered to be lost in a crash.
-    The time stamp and the pid are looked up once a second, not once a line.
     """
 
     def __init__(self, config):
@@ -61,15 +67,13 @@ class RequestLog:
             self._fd = os.open(config.log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         self._second = None
         self._stamp = ""
-        self._pid_info = ""
         self._described: dict = {}
-        _LIVE_LOGS.add(self)
 
     def request(self, environ, code: int, status: str, seconds: float) -> None:
         """The line of one answered request: client, method, path and query, X-FPlane-Code,
-        HTTP status and duration. This runs for every request, so nothing is worked out
-        again that a previous line already did: the time stamp and pid once a second, the
-        method-to-status middle once per distinct request."""
+        HTTP status and duration. The middle of a line (method to status, made printable) is
+        worked out once per distinct request, the time stamp once a second: formatting them
+        was half of what a cached GET cost a worker."""
         if not self.enabled:
             return
         now = time.time()
@@ -81,23 +85,19 @@ class RequestLog:
         what = self._described.get(key)
         if what is None:
             what = self._describe(key)
-        line = "%s,%03d%s%s %s %.2fms\n" % (self._stamp, (now - second) * 1000, self._pid_info,
-                                             environ.get("REMOTE_ADDR", "-"), what, seconds * 1000)
+        line = "%s,%03d %d INFO %s %s %.2fms\n" % (self._stamp, (now - second) * 1000, os.getpid(),
+                                                  environ.get("REMOTE_ADDR", "-"), what, seconds * 1000)
         os.write(self._fd, line.encode("utf-8", "backslashreplace"))
 
     def _new_second(self, second: int) -> None:
         self._second = second
         self._stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(second))
-        self._pid_info = f" {os.getpid()} INFO "
 
     def _describe(self, key) -> str:
         method, path, query, code, status = key
-        what = f"{method} {path}{'?' if query else ''}{query or ''} {code} {status[:3]}"
+        what = printable(f"{method} {path}{'?' if query else ''}{query or ''}") + f" {code} {status[:3]}"
         if len(what) <= DESCRIBED_LENGTH_LIMIT:
             if len(self._described) >= DESCRIBED_LIMIT:
                 self._described.clear()
             self._described[key] = what
         return what
-
-    def _new_process(self) -> None:
-        self._second = None

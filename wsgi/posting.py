@@ -18,9 +18,12 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from wsgi import codes, dates, fplane
+from webob import Response
+
+from wsgi import codes, dates, fplane, guessing
 from wsgi.forms import parse_form, read_body
-from wsgi.responses import JSON, TEXT, CodedError, Prepared
+from wsgi.reading import json_asked
+from wsgi.responses import JSON, TEXT, CodedError, respond
 from wsgi.spool import Spool, SpooledUpdate, is_update_id, update_id
 from wsgi.stations import StationList
 from wsgi.status import UpdateError, check_timestamp
@@ -41,24 +44,29 @@ class Whereabouts:
 
 
 class UpdateReceiver:
-    def __init__(self, config, log):
+    def __init__(self, config, log, store):
         self.config = config
         self.log = log
+        self._store = store    # the app's WorkerStore
         self.stations = StationList(config.station_list, warn=log.warning)
         self.spool = Spool(config.spool_dir)
+        self.guesses = guessing.GuessLimiter(config.data_dir, config.max_failed_logins,
+                                             config.login_lockout, log)
 
     # -- POST -------------------------------------------------------------------------
 
-    def receive(self, environ, store: Store, kind: str, datestr: str | None,
-                now: datetime | None = None) -> Prepared:
-        """Check, judge and (unless a dry run or no change) spool one post of ``kind``
-        (``config`` or ``positions``, which is also the role the station needs)."""
+    def receive(self, req, datestr: str | None = None, *, kind: str,
+                now: datetime | None = None) -> Response:
+        """POST /fplane and /positions: check, judge and (unless a dry run or no change)
+        spool one post of ``kind`` (``config`` or ``positions``, which is also the role the
+        station needs)."""
+        environ, store, datestr = req.environ, self._store.get(), datestr or None
         now = now or datetime.now(timezone.utc)
         body = read_body(environ, self.config.max_body)
         fields = _required_fields(parse_form(environ.get("CONTENT_TYPE", ""), body))
         station_id = fields["station_id"].decode("utf-8", "replace")
-        station = self.stations.authenticate(
-            station_id, fields["password"].decode("utf-8", "replace"), role=kind)
+        station = self._authenticated(station_id, fields["password"].decode("utf-8", "replace"),
+                                      kind, environ.get("REMOTE_ADDR", ""))
         checksum = _checked_checksum(fields["checksum"], fields["data"])
         decoded, payload, valid_from = self._checked_data(kind, fields["data"], datestr, now)
 
@@ -118,6 +126,22 @@ class UpdateReceiver:
                                       f"shortly (GET /updates/{uid} tells when)",
                             plan, kind, f"update {uid}: spooled", uid)
 
+    def _authenticated(self, station_id: str, password: str, role: str, address: str):
+        """The station, unless it or the address is locked out for guessing (213, before
+        the password is looked at) or the password is wrong (203, counted)."""
+        keys = [guessing.station_key(station_id), guessing.address_key(address)]
+        self.guesses.check(keys)
+        try:
+            station = self.stations.authenticate(station_id, password, role=role)
+        except CodedError as err:
+            if err.code == codes.WRONG_PASSWORD:
+                self.guesses.failed(keys)
+            elif err.code == codes.UNKNOWN_STATION:
+                self.guesses.failed(keys[1:])   # made-up ids must not grow the counts file
+            raise
+        self.guesses.succeeded(station.station_id)
+        return station
+
     def _checked_data(self, kind: str, data: bytes, datestr: str | None, now: datetime):
         """(decoded data, payload, valid_from in µs), or the first refusal 208-211 / 301."""
         site_tz = self.config.timezone
@@ -132,7 +156,7 @@ class UpdateReceiver:
         return decoded, payload, dates.to_micros(valid_from)
 
     def _answer(self, code: int, message: str, plan, kind: str, summary: str,
-                uid: str | None = None) -> Prepared:
+                uid: str | None = None) -> Response:
         """``<code> <message>``, then the resulting full fplane file (contract section 6)."""
         header = [summary, f"valid_from {dates.format_micros(plan.valid_from)}",
                   "positions: nominal" if kind == "config" else
@@ -143,11 +167,8 @@ class UpdateReceiver:
         else:
             text = fplane.render_header(header + [
                 "no configuration is valid then, so there is no file to show"])
-        headers = [("Content-Type", TEXT), ("X-FPlane-Code", str(code)), ("Cache-Control", "no-store")]
-        if uid is not None:
-            headers.append(("X-FPlane-Update", uid))
-        return Prepared(codes.post_status_line(code), headers,
-                        f"{code} {message}\n{text}".encode("utf-8"), code=code)
+        return respond(code, f"{code} {message}\n{text}", TEXT, status=codes.post_status_line(code),
+                       headers=[("X-FPlane-Update", uid)] if uid is not None else ())
 
     # -- following an update ----------------------------------------------------------
 
@@ -171,10 +192,11 @@ class UpdateReceiver:
             return Whereabouts("failed", reason=reason)
         return None
 
-    def update_status(self, store: Store, uid: str, as_json: bool) -> Prepared:
+    def update_status(self, req, uid: str) -> Response:
         """GET /updates/<id>: queued / committed (version) / unchanged / held / rejected /
         failed (reason)."""
-        where = self.locate(store, uid) if is_update_id(uid) else None
+        as_json = json_asked(req)
+        where = self.locate(self._store.get(), uid) if is_update_id(uid) else None
         if where is None:
             raise CodedError(codes.NOT_FOUND, f"unknown update id {uid[:40]!r}",
                              ["an update id is the 20 hex digits a post answered with 100 or 103"])
@@ -191,15 +213,11 @@ class UpdateReceiver:
         if where.reason:
             fields["reason"] = where.reason
         fields = {k: v for k, v in fields.items() if v is not None}
-        headers = [("X-FPlane-Code", str(codes.OK)), ("X-FPlane-Update", uid),
-                   ("Cache-Control", "no-store")]
         if as_json:
             body = json.dumps({"code": codes.OK, **fields}, indent=1) + "\n"
-            headers.insert(0, ("Content-Type", JSON))
         else:
             body = f"{codes.OK} OK\n" + "".join(f"{k}: {v}\n" for k, v in fields.items())
-            headers.insert(0, ("Content-Type", TEXT))
-        return Prepared(codes.http_status_line(codes.OK), headers, body.encode("utf-8"))
+        return respond(codes.OK, body, JSON if as_json else TEXT, headers=[("X-FPlane-Update", uid)])
 
 
 def _repeat_code(state: str, hold_reason: str) -> int:

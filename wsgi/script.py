@@ -15,7 +15,7 @@ import re
 from pathlib import Path
 
 from wsgi import codes
-from wsgi.responses import CodedError, Prepared
+from wsgi.responses import CodedError, CodedResponse, respond
 
 SCRIPT = Path(__file__).resolve().parent.parent / "examples" / "get_fplane.sh"
 # The script's one line that names the server it came from (empty in the repository's copy).
@@ -50,14 +50,10 @@ class ClientScript:
             raise ValueError(f"{path}: expected the line {PLACEHOLDER!r} exactly once")
         self._text = text
 
-    def answer(self, environ) -> Prepared:
+    def answer(self, environ) -> CodedResponse:
         if self._text is None:
             raise CodedError(codes.NOT_FOUND, "unknown resource", ["get_fplane.sh is not installed here"])
         served = self._text.replace(PLACEHOLDER, f"served_from='{base_url(environ)}'")
-        return Prepared(codes.http_status_line(codes.OK),
-                        [("Content-Type", "text/x-shellscript; charset=utf-8"),
-                         ("X-FPlane-Code", str(codes.OK)),
-                         # the text depends on the Host the client used: no shared copies
-                         ("Cache-Control", "no-store"),
-                         ("Content-Disposition", 'attachment; filename="get_fplane.sh"')],
-                        served.encode("utf-8"))
+        # no-store (respond's default): the text depends on the Host the client used
+        return respond(codes.OK, served, "text/x-shellscript; charset=utf-8",
+                       headers=[("Content-Disposition", 'attachment; filename="get_fplane.sh"')])
