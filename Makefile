@@ -11,10 +11,12 @@
 PYTHON ?= python3
 PORT ?= 8080
 # make run-cached: nginx on CACHED_PORT (HTTPS) and CACHED_HTTP_PORT (reads over plain HTTP),
-# talking to uWSGI's uwsgi-protocol socket on UWSGI_PORT; uWSGI's own router stays on PORT.
+# talking to uWSGI's uwsgi-protocol socket on CACHED_APP_PORT; uWSGI's own router stays on PORT.
+# (Not UWSGI_*: uWSGI reads every UWSGI_* environment variable as an option, and make exports
+# the variables given on its command line.)
 CACHED_PORT ?= 8443
 CACHED_HTTP_PORT ?= 8088
-UWSGI_PORT ?= 8081
+CACHED_APP_PORT ?= 8081
 PYTEST_ARGS ?=
 
 VENV := .venv
@@ -77,7 +79,7 @@ run: $(INSTALLED) $(DEMO_READY)
 run-cached: $(INSTALLED) $(DEMO_READY)
 	PATH='$(CURDIR)/$(VENV)/bin':"$$PATH" \
 	exec $(VPY) examples/run_cached.py --config var/config.ini --dir var/nginx \
-	    --port $(CACHED_PORT) --http-port $(CACHED_HTTP_PORT) --uwsgi-port $(UWSGI_PORT) --direct-port $(PORT)
+	    --port $(CACHED_PORT) --http-port $(CACHED_HTTP_PORT) --uwsgi-port $(CACHED_APP_PORT) --direct-port $(PORT)
 
 bench: $(INSTALLED)
 	$(VPY) -m pytest tests/bench -p no:cacheprovider -s $(PYTEST_ARGS)

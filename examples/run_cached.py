@@ -17,6 +17,8 @@ is tested is examples/nginx.conf itself, with only its ports, paths and certific
 """
 
 import argparse
+import fcntl
+import http.client
 import os
 import select
 import shutil
@@ -24,9 +26,15 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from wsgi.config import load_config  # noqa: E402
+from writer.loop import LOCK_FILENAME  # noqa: E402
+
 NGINX_CONF = REPO / "examples" / "nginx.conf"
 UWSGI_INI = REPO / "examples" / "uwsgi.ini"
 # Debian puts nginx in /usr/sbin, which is not on an ordinary user's PATH.
@@ -124,9 +132,34 @@ def uwsgi_command(uwsgi: str, socket: str) -> list[str]:
 
 
 def uwsgi_env(config: Path, direct_port: int) -> dict:
+    """The environment `make run` gives uWSGI, less UWSGI_* variables: uWSGI would read each
+    as an option (examples/uwsgi.ini is strict: an unknown one stops it)."""
     bin_dir = str(Path(sys.executable).parent)
-    return {**os.environ, "FPLANE_CONFIG": str(config.resolve()), "FPLANE_PORT": str(direct_port),
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith("UWSGI_")}
+    return {**inherited, "FPLANE_CONFIG": str(config.resolve()), "FPLANE_PORT": str(direct_port),
             "PATH": bin_dir + os.pathsep + os.environ.get("PATH", "")}
+
+
+def stop_orphaned_writer(data_dir: Path) -> None:
+    """SIGTERM the writer that a killed uWSGI left running (uWSGI stops its attached daemon
+    only when it stops itself). It still holds the data directory's lock, its pid written
+    in it; a free lock means no writer runs. SIGTERM: it finishes the update in hand."""
+    try:
+        fd = os.open(data_dir / LOCK_FILENAME, os.O_RDWR)
+    except FileNotFoundError:
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return
+    except BlockingIOError:
+        holder = os.read(fd, 32).decode("ascii", "replace").strip()
+    finally:
+        os.close(fd)
+    if holder.isdigit():
+        try:
+            os.kill(int(holder), signal.SIGTERM)
+        except ProcessLookupError:
+            pass
 
 
 def _stop(process: subprocess.Popen | None) -> None:
@@ -154,6 +187,7 @@ def main(argv=None) -> int:
         print(f"run_cached: nginx is missing: {NGINX_INSTALL_HINT}", file=sys.stderr)
         return 2
     uwsgi = str(Path(sys.executable).parent / "uwsgi")
+    data_dir = load_config(args.config).data_dir
     directory = args.dir.resolve()
     directory.mkdir(parents=True, exist_ok=True)
     certificate, key = self_signed_pair(directory)
@@ -183,6 +217,12 @@ Ctrl-C stops nginx and uWSGI.
     web = front = None
     try:
         web = start_uwsgi()
+        # A uWSGI that cannot start (a bad config.ini, a port in use) stops everything here;
+        # only a uWSGI that dies later leaves nginx serving its cache.
+        if not _answers(f"http://127.0.0.1:{args.direct_port}/?format=txt", web):
+            print(f"run_cached: uWSGI did not start (status {web.poll()}); see its lines above",
+                  file=sys.stderr)
+            return 1
         front = subprocess.Popen(nginx_command(nginx, main_conf))
         announced = False
         while True:
@@ -190,6 +230,7 @@ Ctrl-C stops nginx and uWSGI.
                 print(f"run_cached: nginx exited with status {front.returncode}", file=sys.stderr)
                 return 1
             if web.poll() is not None and not announced:
+                stop_orphaned_writer(data_dir)
                 print(f"\nrun_cached: uWSGI exited with status {web.returncode}. nginx goes on serving "
                       "cached answers (X-Cache-Status: STALE once expired) and a coded 503 (401) "
                       "for the rest. Enter starts uWSGI again; Ctrl-C stops nginx too.", flush=True)
@@ -203,6 +244,18 @@ Ctrl-C stops nginx and uWSGI.
     finally:
         _stop(web)
         _stop(front)
+        stop_orphaned_writer(data_dir)
+
+
+def _answers(url: str, process: subprocess.Popen, seconds: float = 60) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            with urllib.request.urlopen(url, timeout=5):
+                return True
+        except (OSError, http.client.HTTPException):
+            time.sleep(0.2)
+    return False
 
 
 def _enter_pressed(timeout: float) -> bool:

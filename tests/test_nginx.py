@@ -9,6 +9,7 @@ Needs Debian's nginx and openssl (tests.support.required_programs: skipped outsi
 missing, a failure under CI).
 """
 
+import fcntl
 import importlib.util
 import json
 import os
@@ -413,6 +414,19 @@ def test_make_run_cached_serves_through_nginx_and_ctrl_c_stops_both(tmp_path):
             assert not Path(f"/proc/{child}").exists() or b"zombie" in Path(f"/proc/{child}/status").read_bytes()
         with pytest.raises(OSError):
             socket.create_connection(("127.0.0.1", http_port), timeout=2).close()
+        # nor is the writer that the killed uWSGI could not stop left running: its lock is free
+        lock = os.open(tmp_path / "data" / "writer.lock", os.O_RDWR)
+        try:
+            deadline = time.monotonic() + 20
+            while True:
+                try:
+                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    assert time.monotonic() < deadline, "a writer outlived make run-cached"
+                    time.sleep(0.2)
+        finally:
+            os.close(lock)
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
