@@ -4,6 +4,7 @@
 #
 #   make test                 run the test suite (PYTEST_ARGS='-k store -x' to narrow it)
 #   make run                  demo data in var/, then uWSGI on http://127.0.0.1:$(PORT)/ (PORT=9000 for another)
+#   make run-cached           the same behind nginx's cache: https://127.0.0.1:$(CACHED_PORT)/
 #   make bench                benchmarks in tests/bench (never part of `make test`)
 #   make clean / distclean    remove generated files / and the virtualenv
 
@@ -11,6 +12,13 @@ PYTHON ?= python3
 PORT ?= 8080
 # make run's demo site (config.ini, store, logs); a test points it at a temporary directory.
 VAR ?= var
+# make run-cached: nginx on CACHED_PORT (HTTPS) and CACHED_HTTP_PORT (reads over plain HTTP),
+# talking to uWSGI's uwsgi-protocol socket on CACHED_APP_PORT; uWSGI's own router stays on PORT.
+# (Not UWSGI_*: uWSGI reads every UWSGI_* environment variable as an option, and make exports
+# the variables given on its command line.)
+CACHED_PORT ?= 8443
+CACHED_HTTP_PORT ?= 8088
+CACHED_APP_PORT ?= 8081
 PYTEST_ARGS ?=
 
 VENV := .venv
@@ -25,22 +33,36 @@ DEMO_READY := $(VAR)/.demo-ready
 REQUEST_LOG := $(VAR)/log/fplaneserver.log
 
 .DEFAULT_GOAL := help
-.PHONY: help venv test run port-free bench clean distclean
+.PHONY: help venv test run run-cached port-free bench clean distclean
 
 help:
 	@sed -n 's/^#   //p' $(firstword $(MAKEFILE_LIST))
 
 venv: $(INSTALLED)
 
+# After pip: uWSGI must embed this venv's Python. pip may take a uWSGI wheel from its cache
+# that was built for another CPython of the same version (pyenv's beside Debian's), which
+# then fails at start-up on `import math`; examples/check_uwsgi.py asks uWSGI itself and,
+# if it differs, uWSGI is rebuilt from source with pip's cache off.
+define check_uwsgi
+	@$(VPY) examples/check_uwsgi.py || { \
+	    echo "make: uWSGI was built for another Python (a wheel from pip's cache); rebuilding it from source for $(VENV)"; \
+	    $(VPY) -m pip install --no-cache-dir --force-reinstall --no-deps --no-binary uWSGI \
+	        "uWSGI==$$($(VPY) -c 'import importlib.metadata as m; print(m.version("uWSGI"))')" && \
+	    $(VPY) examples/check_uwsgi.py && echo "make: uWSGI now runs $(VENV)'s Python"; }
+endef
+
 $(INSTALLED): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VPY) -m pip install -e '.[test]'
+	$(check_uwsgi)
 	touch $@ $(RUN_INSTALLED)
 
 $(RUN_INSTALLED): setup.cfg pyproject.toml
 	@echo "make: installing fplaneserver into $(VENV) (the first time pip builds uWSGI from source: minutes)"
 	$(PYTHON) -m venv $(VENV)
 	$(VPY) -m pip install -q -e .
+	$(check_uwsgi)
 	touch $@
 
 test: $(INSTALLED)
@@ -82,6 +104,14 @@ run: port-free $(RUN_INSTALLED) $(DEMO_READY)
 	kill $$follower 2>/dev/null; \
 	if [ $$status -ne 0 ]; then echo "uWSGI stopped (exit status $$status); the end of $(VAR)/log/uwsgi.log:"; \
 	    tail -n 20 '$(VAR)/log/uwsgi.log'; fi; exit $$status
+
+# uWSGI (with its writer) and nginx's cache in front (examples/nginx.conf, written for the
+# local paths into var/nginx with a throwaway self-signed TLS pair; nginx runs as you, no
+# /etc touched). Ctrl-C stops both; if uWSGI dies, nginx serves what it has cached.
+run-cached: $(RUN_INSTALLED) $(DEMO_READY)
+	PATH='$(CURDIR)/$(VENV)/bin':"$$PATH" \
+	exec $(VPY) examples/run_cached.py --config $(VAR)/config.ini --dir $(VAR)/nginx \
+	    --port $(CACHED_PORT) --http-port $(CACHED_HTTP_PORT) --uwsgi-port $(CACHED_APP_PORT) --direct-port $(PORT)
 
 bench: $(INSTALLED)
 	$(VPY) -m pytest tests/bench -p no:cacheprovider -s $(PYTEST_ARGS)

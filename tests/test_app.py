@@ -231,6 +231,24 @@ def test_etag_changes_with_what_is_served(app):
     assert len(tags) == 5
 
 
+def test_etag_changes_when_a_later_version_closes_the_interval(tmp_path):
+    # The served text states valid_until: a cache revalidating its copy of the open version
+    # must get the closed text, not a 304 that keeps "valid_until open" (nginx keeps a
+    # copy's stored headers and body on a 304).
+    config = write_config(tmp_path)
+    init_store(config)
+    import_rows(config, FIRST, "20180601")
+    app = test_app(config)
+    before = app.get("/fplane/20180707")
+    assert before.headers["X-FPlane-Valid-Until"] == "open"
+    import_rows(config, SECOND, "20180801")
+    after = app.get("/fplane/20180707", headers={"If-None-Match": before.headers["ETag"]})
+    assert after.status_int == 200
+    assert after.headers["X-FPlane-Version"] == before.headers["X-FPlane-Version"]
+    assert after.headers["X-FPlane-Valid-Until"] != "open"
+    assert after.headers["ETag"] != before.headers["ETag"]
+
+
 def test_head_has_the_headers_and_no_body(app):
     get = app.get("/fplane/20180707")
     head = app.head("/fplane/20180707")

@@ -17,7 +17,7 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
-from tests.support import REPO
+from tests.support import REPO, required_programs
 from tests.test_deploy import running_uwsgi
 from wsgi import fplane
 
@@ -65,9 +65,7 @@ def base(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def chromium(tmp_path_factory):
-    missing = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not p.exists()]
-    if missing:
-        pytest.fail(f"{', '.join(missing)} missing: {INSTALL_HINT}")
+    required_programs(str(CHROMIUM), str(CHROMEDRIVER), install=INSTALL_HINT)
     if webdriver is None:
         pytest.fail("selenium is not installed: run the tests with `make test` (test extras)")
     options = webdriver.ChromeOptions()

@@ -30,6 +30,7 @@ from wsgi.openapi import openapi_json
 from wsgi.posting import UpdateReceiver
 from wsgi.reading import FplaneReader
 from wsgi.responses import JSON, TEXT, CodedError, CodedResponse, error_response, respond, wants_json
+from wsgi.script import ClientScript
 from wsgi.store import StoreUnavailable, WorkerStore
 from wsgi.snapshot import SnapshotService
 from wsgi.system import SystemViews
@@ -101,6 +102,7 @@ class Service:
         self.counters = RequestCounters()
         system = SystemViews(config, self.counters, store, receiver.stations, receiver.spool)
         post_fplane = partial(receiver.receive, kind="config")
+        client_script = ClientScript()
         # Every resource the service answers; the OpenAPI document describes exactly these
         # (tests/test_openapi.py checks it).
         self.routes = (
@@ -120,6 +122,7 @@ class Service:
             Route("/feed", reading(views.feed)),
             Route("/openapi.json", reading(lambda req: openapi)),
             Route("/snapshot", reading(SnapshotService(config, store).get)),   # wsgi/snapshot.py
+            Route("/get_fplane.sh", reading(lambda req: client_script.answer(req.environ))),
             # The page for people; the plain-text summary of the API for a terminal.
             Route("/", reading(lambda req: index_text if req.GET.get("format") == "txt"
                                else views.front_page(req))),
@@ -195,6 +198,8 @@ GET /feed                    an Atom feed of committed changes
 GET /openapi.json            the OpenAPI description of every endpoint
 GET /snapshot                the history as one SQLite file, for get_fplane --snapshot
                              on nodes without network (If-None-Match: only when changed)
+GET /get_fplane.sh           a curl-only client with this server as its default:
+                             curl -O <this server>/get_fplane.sh && sh get_fplane.sh 20180715
 
 GET /sys                     links to the three below (each: format=txt|json)
 GET /sys/config              the effective configuration (secrets left out)

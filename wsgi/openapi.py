@@ -530,6 +530,17 @@ def _system_paths() -> dict:
             "`curl -z FILE`) to download only a changed history. Made at most once a minute "
             "(meanwhile the last one is served); a snapshot over 64 MiB is refused (code 401): "
             "`fplane-admin snapshot FILE` makes the same file on the server."))},
+        "/get_fplane.sh": {**_get_and_head(
+            "ClientScript", "fplane", "a curl-only client with this server's URL as its default",
+            {"200": _response("examples/get_fplane.sh (POSIX sh) with this server's URL, as the "
+                              "client reached it, filled in", (codes.OK,),
+                              {"text/x-shellscript": {"schema": {"type": "string"}}},
+                              {"Cache-Control": _header_ref("CacheControl")}),
+             **_errors(codes.BAD_PARAMETER)},
+            description="`curl -O <server>/get_fplane.sh && sh get_fplane.sh 20180715` writes "
+                        "fplane20180715.txt with no setup. A Host header that is not a plain "
+                        "host name or address (and port) is refused with 306, never written "
+                        "into the script.")},
     }
 
 

@@ -2,7 +2,7 @@
 
     update_fplane --station ID (--password-file F | $FPLANE_PASSWORD) [--dry-run]
                   [--valid-from D] [--url URL] [--positions] [--timeout S]
-                  [--retries N] [STATUS.json | -]
+                  [--retries N] [--cacert FILE] [STATUS.json | -]
 
     STATUS.json   the hardware status, ``{"timestamp": ..., "spectrographs": [...]}``;
                   ``-`` or nothing: read it from standard input. With --positions: the
@@ -23,6 +23,11 @@
     --timeout S   seconds to wait for each answer (default 30)
     --retries N   attempts after the first when the server cannot be reached or answers
                   with a server-side failure (default 5)
+    --cacert FILE the CA certificate(s), PEM, that an https:// server's certificate must
+                  chain to (a site CA), instead of the system's trusted CAs. Certificates
+                  and host names are always verified; one that does not verify is final
+                  (never retried): the password is not sent to a server that cannot prove
+                  who it is.
 
 It posts the station form of the contract to ``<URL>/fplane[/<D>]`` (or
 ``<URL>/positions[/<D>]``): station_id, password, data = ``{"config": <status>,
@@ -53,6 +58,7 @@ import http.client
 import json
 import os
 import random
+import ssl
 import sys
 import time
 import urllib.error
@@ -105,6 +111,7 @@ def main(argv=None) -> int:
         if not station:
             raise Usage(f"{PROG}: --station must not be empty")
         password = read_password(args.password_file)
+        context = tls_context(args.cacert)
         payload = read_payload(args.status, positions=args.positions)
     except Usage as err:
         print(err, file=sys.stderr)
@@ -113,7 +120,7 @@ def main(argv=None) -> int:
     url = update_url(base, positions=args.positions, valid_from=args.valid_from)
     try:
         answer = post(url, form_body(station, password, data), timeout=args.timeout,
-                      retries=args.retries)
+                      retries=args.retries, context=context)
     except Failed as err:
         print(err, file=sys.stderr)
         return 1
@@ -143,7 +150,19 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--retries", type=_count, default=DEFAULT_RETRIES, metavar="N",
                         help=f"attempts after the first on network or server failures "
                              f"(default {DEFAULT_RETRIES})")
+    parser.add_argument("--cacert", metavar="FILE",
+                        help="CA certificate(s) (PEM) an https:// server must chain to, "
+                             "instead of the system's (always verified)")
     return parser
+
+
+def tls_context(cacert: str | None) -> ssl.SSLContext:
+    """Certificate and host name checks always on; against ``cacert`` when given."""
+    try:
+        return ssl.create_default_context(cafile=cacert)
+    except (OSError, ssl.SSLError) as err:
+        raise Usage(f"{PROG}: --cacert {cacert}: not a readable PEM certificate file "
+                    f"({_reason(err)})") from None
 
 
 def _count(text: str) -> int:
@@ -249,7 +268,7 @@ def form_body(station: str, password: str, data: bytes) -> bytes:
 
 
 def post(url: str, body: bytes, *, timeout: float = DEFAULT_TIMEOUT,
-         retries: int = DEFAULT_RETRIES) -> Answer:
+         retries: int = DEFAULT_RETRIES, context: ssl.SSLContext | None = None) -> Answer:
     """The server's answer to the form post, retried on transient failures.
 
     Returns any answer with a code below 400, refusals included: those are final. Raises
@@ -258,7 +277,7 @@ def post(url: str, body: bytes, *, timeout: float = DEFAULT_TIMEOUT,
     attempts = 1 + retries
     for attempt in range(1, attempts + 1):
         try:
-            answer = post_once(url, body, timeout)
+            answer = post_once(url, body, timeout, context)
             if answer.code < codes.INTERNAL_ERROR:
                 return answer
             problem = _code_line(answer)
@@ -288,10 +307,7 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
         return None
 
 
-_opener = urllib.request.build_opener(_NoRedirect)
-
-
-def post_once(url: str, body: bytes, timeout: float) -> Answer:
+def post_once(url: str, body: bytes, timeout: float, context: ssl.SSLContext | None = None) -> Answer:
     """One attempt: the answer of fplaneserver, whatever its code.
 
     Raises Transient for failures that another attempt may not meet (no connection,
@@ -305,11 +321,18 @@ def post_once(url: str, body: bytes, timeout: float) -> Answer:
         "Accept": "text/plain",
     })
     try:
-        with _opener.open(request, timeout=timeout) as response:
+        opener = urllib.request.build_opener(
+            _NoRedirect, urllib.request.HTTPSHandler(context=context or tls_context(None)))
+        with opener.open(request, timeout=timeout) as response:
             status, headers, content = response.status, response.headers, response.read()
     except urllib.error.HTTPError as err:
         status, headers, content = err.code, err.headers, _read_error_body(err)
     except urllib.error.URLError as err:
+        if isinstance(err.reason, ssl.SSLCertVerificationError):
+            # Another attempt meets the same certificate; the password was not sent.
+            raise Failed(f"{PROG}: {url}: the server's certificate is not trusted "
+                         f"({err.reason.verify_message}); give the site's CA certificate with "
+                         "--cacert FILE") from None
         raise Transient(f"cannot reach {url}: {_reason(err.reason)}") from None
     except (OSError, http.client.HTTPException) as err:
         # Timeouts and resets while reading, a truncated body, a reply that is not HTTP.

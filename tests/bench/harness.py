@@ -86,8 +86,9 @@ class Server:
     """One uWSGI instance (master, 4 workers, HTTP router) on 127.0.0.1:<free port>."""
 
     def __init__(self, name: str, ini: Path, workdir: Path, env: dict, probe: str = "/",
-                 cpus: set[int] | None = None):
+                 cpus: set[int] | None = None, args=()):
         self.name, self.ini, self.workdir, self.probe, self.cpus = name, ini, workdir, probe, cpus
+        self.args = tuple(args)  # more uWSGI options after --ini (e.g. a --socket for nginx)
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.env = {**os.environ, **env, "FPLANE_PORT": str(self.port)}
@@ -97,7 +98,7 @@ class Server:
     def start(self) -> "Server":
         with open(self.log, "wb") as out:
             # Own session: a stray child can be found by this process group id at the end.
-            self.process = subprocess.Popen([uwsgi_binary(), "--ini", str(self.ini)], env=self.env,
+            self.process = subprocess.Popen([uwsgi_binary(), "--ini", str(self.ini), *self.args], env=self.env,
                                             stdout=out, stderr=subprocess.STDOUT,
                                             cwd=self.workdir, start_new_session=True,
                                             preexec_fn=self._pin if self.cpus else None)
