@@ -196,7 +196,7 @@ def test_failure_reason_without_a_reason_file(spool):
     claimed = spool.claim(spool.enqueue(update).name)
     spool.give_up(claimed, "lost")
     (spool.failed / (update.name + ".reason")).unlink()
-    assert spool.failure_reason(update.update_id) == "no reason recorded"
+    assert spool.failure_reason(update.update_id).startswith("no reason recorded")
 
 
 def test_is_queued_in_new_and_cur_not_after_finish(spool):
@@ -366,3 +366,54 @@ def test_create_is_idempotent(spool):
     update = spool.enqueue(make_update())
     spool.create()
     assert spool.problems() == [] and names(spool.new) == [update.name]
+
+
+# -- what the web app never makes ---------------------------------------------------------
+
+def test_only_regular_files_whose_content_matches_their_name_are_read(spool, tmp_path):
+    good = make_update()
+    outside = tmp_path / "outside.json"
+    outside.write_bytes(good.to_bytes())
+    other = make_update(received_at=T0 + 1, checksum="b" * 64)
+    for received, plant in ((T0 + 10, lambda path: os.symlink(outside, path)),
+                            (T0 + 11, lambda path: os.mkdir(path)),
+                            (T0 + 12, lambda path: os.mkfifo(path))):
+        name = make_update(received_at=received).name
+        plant(spool.new / name)
+        with pytest.raises(ValueError, match="symbolic link|not a regular file"):
+            spool.read(spool.claim(name))
+    # a well-formed update under another update's name
+    (spool.new / other.name).write_bytes(good.to_bytes())
+    claimed = spool.claim(other.name)
+    with pytest.raises(ValueError, match="not what its name says"):
+        spool.check_name(claimed, SpooledUpdate.from_bytes(spool.read(claimed)))
+
+
+def test_strays_are_named_safely_for_failed(spool):
+    for odd in ("notes.txt", ".hidden", "x\nforged log line", "1234.reason"):
+        (spool.new / odd).write_text("junk")
+    (spool.cur / "no-attempt-number").write_text("junk")
+    strays = spool.strays()
+    assert sorted(s.path.name for s in strays) == sorted(
+        ["notes.txt", ".hidden", "x\nforged log line", "1234.reason", "no-attempt-number"])
+    for stray in strays:
+        assert re.fullmatch(r"\d{16}\.stray\.[A-Za-z0-9._-]+", stray.name), stray.name
+        assert not stray.name.endswith(".reason")
+        spool.give_up(stray, "a stray")
+    assert spool.strays() == [] and spool.backlog() == 0
+    assert len(spool.failed_names()) == 5
+    assert all(spool.failure_reason_of(n) == "a stray" for n in spool.failed_names())
+
+
+def test_temporaries_are_reported_then_removed_once_old(spool):
+    left = spool.tmp / "0000000000000001.0123456789abcdef0123.dead"
+    left.write_bytes(b'{"update_id": "01')
+    fresh = spool.tmp / "0000000000000002.0123456789abcdef0123.busy"
+    fresh.write_bytes(b"{")
+    old = os.stat(left).st_mtime - 120
+    os.utime(left, (old, old))
+    assert [name for name, _ in spool.temporaries(60)] == [left.name]
+    assert spool.remove_stale_temporaries(3600) == []          # not old enough yet
+    os.utime(left, (old - 3600, old - 3600))
+    assert spool.remove_stale_temporaries(3600) == [left.name]
+    assert sorted(os.listdir(spool.tmp)) == [fresh.name]
