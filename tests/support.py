@@ -5,6 +5,7 @@ import contextlib
 import hashlib
 import io
 import json
+import os
 import shutil
 import socket
 import sys
@@ -100,3 +101,12 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def unavailable(reason: str):
+    """For a test that needs what this machine lacks (a program pip cannot install, root):
+    skipped with ``reason`` on a developer's machine, a failure under CI (CI set), where
+    everything it needs must be there."""
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason} (required under CI)")
+    pytest.skip(reason)

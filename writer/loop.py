@@ -56,9 +56,9 @@ LOCK_FILENAME = "writer.lock"
 HEARTBEAT_INTERVAL = 1.0   # seconds between heartbeats while busy
 # How long one try waits for a store another process has locked: short, so the heartbeat
 # keeps saying "waiting" while the lock lasts (and /health with it) instead of going stale.
-STORE_BUSY_TIMEOUT = 5.0
+STORE_BUSY_TIMEOUT = 2.0
 # How often the writer removes what dead workers left in tmp/ (wsgi.spool)
-TEMPORARIES_CHECK_INTERVAL = 5.0
+TEMPORARIES_CHECK_INTERVAL = 2.0
 # errno values of troubles of the machine, not of the update: tried again without end
 TRANSIENT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.ENOMEM,
                               errno.EMFILE, errno.ENFILE, errno.EAGAIN, errno.EROFS,

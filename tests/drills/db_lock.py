@@ -24,7 +24,7 @@ READ_PATHS = ("/fplane/20180707", "/fplane/20180707?actual_pos=1&full_fplane=0",
 
 
 def drill(workdir, outcome, small: bool = False) -> None:
-    hold = 9.0 if small else 150.0
+    hold = 5.0 if small else 150.0
     figures = outcome.figures
     service = Service(workdir, writer_sleep=0.2)
     limit = heartbeat_limit(service.config)

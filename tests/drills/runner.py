@@ -53,6 +53,8 @@ def run_drill(name: str, small: bool = False, workdir: Path | None = None) -> Ou
         module.drill(directory, outcome, small=small)
     except DrillFailure as err:
         outcome.problems.append(f"the drill could not go on: {err}")
+    except Exception:
+        outcome.problems.append(f"the drill broke down:\n{traceback.format_exc()}")
     finally:
         outcome.figures["drill_seconds"] = round(time.monotonic() - started, 1)
     if own and outcome.met:

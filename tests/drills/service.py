@@ -22,8 +22,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from tests.fplane_samples import make_rows, status_from_rows
-from tests.support import REPO, add_station, free_port, import_rows, init_store, uwsgi_binary, write_config
+from tests.support import REPO, free_port, uwsgi_binary, write_config
 from wsgi.config import load_config
+from wsgi.fplane import render_fplane
 from wsgi.heartbeat import read_heartbeat
 from wsgi.spool import Spool, update_id
 
@@ -138,9 +139,14 @@ class Service:
         self.config_path = write_config(self.workdir, General=general,
                                         Writer={"sleep": str(writer_sleep),
                                                 "max_attempts": str(max_attempts)})
-        init_store(self.config_path)
-        import_rows(self.config_path, make_rows(), "20180601", "--comment", "drill base")
-        self.password = add_station(self.config_path, STATION, "config")
+        # The real command, in a process of its own (drills run side by side in threads,
+        # and tests.support's in-process helpers redirect sys.stdout, which threads share)
+        base = self.workdir / "base-fplane.txt"
+        base.write_text(render_fplane(make_rows(), ["drill base"], full=True))
+        self._admin_ok("init")
+        self._admin_ok("import", str(base), "--valid-from", "20180601", "--comment", "drill base")
+        self.password = self._admin_ok("add-station", STATION, "--name", "drill station",
+                                       "--roles", "config").strip().splitlines()[-1]
         self.config = load_config(self.config_path)
         self.spool = Spool(self.config.spool_dir)
         self.process: subprocess.Popen | None = None
@@ -264,6 +270,12 @@ class Service:
         """The real fplane-admin command."""
         return subprocess.run([str(BIN / "fplane-admin"), "-c", str(self.config_path), *args],
                               capture_output=True, text=True, timeout=120)
+
+    def _admin_ok(self, *args) -> str:
+        done = self.admin(*args)
+        if done.returncode != 0:
+            raise DrillFailure(f"fplane-admin {args[0]} failed: {done.stderr}")
+        return done.stdout
 
     def heartbeat(self) -> dict:
         return read_heartbeat(self.config.data_dir) or {}

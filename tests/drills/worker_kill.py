@@ -71,7 +71,7 @@ def drill(workdir, outcome, small: bool = False) -> None:
         outcome.check(verify.returncode == 0 and f"{len(left)} temporary files" in verify.stdout,
                       f"verify does not report the {len(left)} left-over temporary files: "
                       f"{verify.stdout}{verify.stderr}")
-        time.sleep(5.5)   # the writer's check for stale temporaries comes and goes
+        time.sleep(2.5)   # the writer's check for stale temporaries comes and goes
         outcome.check(sorted(os.listdir(service.spool.tmp)) == sorted(left),
                       "the writer removed temporary files that were not yet safely old")
         _age(service, left, STALE_TEMPORARY_AGE + 60)

@@ -87,8 +87,8 @@ def drill(workdir, outcome, small: bool = False) -> None:
                    f"BEGIN SELECT RAISE(ABORT, 'refused by the drill'); END")
         _store_sql(service, trigger)
         answers[refused.update_id] = service.post(refused)
-        service.wait_for(lambda: refused.update_id in service.admin("failed").stdout, 60,
-                         "the refused update to be listed by fplane-admin failed")
+        service.wait_for(lambda: any(refused.update_id in n for n in service.spool.failed_names()),
+                         60, "the writer to give the refused update up")
         listed = service.admin("failed").stdout
         outcome.check(f"attempt {MAX_ATTEMPTS}:" in listed and "refused by the drill" in listed,
                       f"fplane-admin failed does not give the reason: {listed!r}")
