@@ -5,11 +5,14 @@
 #   make test                 run the test suite (PYTEST_ARGS='-k store -x' to narrow it)
 #   make run                  demo data in var/, then uWSGI on http://127.0.0.1:$(PORT)/
 #   make bench                benchmarks in tests/bench (never part of `make test`)
+#   make drills               fault drills in tests/drills, full size (DRILL=writer-kill: one)
+#   make results              drills and benchmarks: their figures into tests/bench/RESULTS.md
 #   make clean / distclean    remove generated files / and the virtualenv
 
 PYTHON ?= python3
 PORT ?= 8080
 PYTEST_ARGS ?=
+DRILL ?=
 
 VENV := .venv
 VPY := $(VENV)/bin/python
@@ -20,7 +23,7 @@ INSTALLED := $(VENV)/.installed
 DEMO_READY := var/.demo-ready
 
 .DEFAULT_GOAL := help
-.PHONY: help venv test run bench clean distclean
+.PHONY: help venv test run bench drills results clean distclean
 
 help:
 	@sed -n 's/^#   //p' $(firstword $(MAKEFILE_LIST))
@@ -58,6 +61,16 @@ run: $(INSTALLED) $(DEMO_READY)
 
 bench: $(INSTALLED)
 	$(VPY) -m pytest tests/bench -p no:cacheprovider -s $(PYTEST_ARGS)
+
+# Each drill prints its figures, records them in tests/bench/RESULTS.md and fails the
+# target when anything was lost (tests/drills/__init__.py says what each one does).
+drills: $(INSTALLED)
+	$(VPY) -m tests.drills $(DRILL)
+
+# Every figure of RESULTS.md measured anew: the drills, then the benchmarks (both run
+# even when the first fails; the target fails if either did).
+results: $(INSTALLED)
+	status=0; $(MAKE) drills || status=1; $(MAKE) bench || status=1; exit $$status
 
 clean:
 	rm -rf var build dist *.egg-info .pytest_cache .hypothesis tests/artifacts
