@@ -143,6 +143,45 @@ class Server:
             return response.status, dict(response.headers), response.read()
 
 
+def process_tree_cpu(root_pid: int) -> dict[str, float]:
+    """CPU seconds (user + system) of ``root_pid`` and its descendants, by role; "reaped"
+    is what its children that ended meanwhile used (a worker recycled by max-requests)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    parents, stats, reaped = {}, {}, 0.0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            text = Path(f"/proc/{entry}/stat").read_text()
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode(
+                errors="replace").strip()
+        except OSError:
+            continue
+        rest = text[text.rindex(")") + 2:].split()
+        parents[int(entry)] = int(rest[1])
+        stats[int(entry)] = ((int(rest[11]) + int(rest[12])) / tick, cmdline)
+        if int(entry) == root_pid:
+            reaped = (int(rest[13]) + int(rest[14])) / tick
+    tree, frontier = {root_pid}, [root_pid]
+    while frontier:
+        pid = frontier.pop()
+        for child, parent in parents.items():
+            if parent == pid and child not in tree:
+                tree.add(child)
+                frontier.append(child)
+    out: dict[str, float] = {}
+    for pid in tree:
+        if pid not in stats:
+            continue
+        seconds, cmdline = stats[pid]
+        role = ("writer" if "fplane-writer" in cmdline else
+                "worker" if "worker" in cmdline else
+                "router" if "http" in cmdline else "master")
+        out[role] = out.get(role, 0.0) + seconds
+    out["reaped"] = reaped
+    return out
+
+
 def run_wrk(url: str, *, threads: int, connections: int, seconds: float,
             script: Path | None = None, script_args=(), cpus: set[int] | None = None) -> dict:
     """One wrk run; the figures of wrk_report.lua plus req_per_s. Fails on any error."""
@@ -190,12 +229,15 @@ def summary(values) -> dict:
 
 
 @contextmanager
-def module_report(results: dict, artifact: Path, table):
-    """Around a benchmark module: time it, then write ``results`` to ``artifact`` (JSON) and
-    print ``table(results)``."""
+def module_report(results: dict, artifact: Path, table, record=None):
+    """Around a benchmark module: time it, then write ``results`` to ``artifact`` (JSON),
+    print ``table(results)`` and, with ``record``, call it to put the figures into
+    tests/bench/RESULTS.md (tests/results.py)."""
     started = time.monotonic()
     yield results
     results["total_seconds"] = round(time.monotonic() - started, 1)
     artifact.parent.mkdir(parents=True, exist_ok=True)
     artifact.write_text(json.dumps(results, indent=1) + "\n")
     print("\n" + table(results) + f"\n(figures also in {artifact.relative_to(REPO)})")
+    if record is not None:
+        print(f"(and in {record(results).relative_to(REPO)})")

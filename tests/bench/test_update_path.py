@@ -77,8 +77,11 @@ from pathlib import Path
 import pytest
 
 from tests.bench import harness
-from tests.bench.harness import UWSGI_INI, Server, check_server_log, server_env, trivial_server
+from tests.bench.harness import (UWSGI_INI, Server, check_server_log, process_tree_cpu,
+                                 server_env, trivial_server)
 from tests.fplane_samples import make_rows, status_from_rows
+from tests.results import RESULTS as RESULTS_FILE
+from tests.results import machine_info, record
 from tests.support import REPO, add_station, import_rows, init_store, write_config
 from wsgi import dates
 from wsgi.spool import Spool, SpooledUpdate, update_id
@@ -114,7 +117,7 @@ def report():
                                                     capture_output=True, text=True).stdout.strip(),
                             "load_average_at_start": os.getloadavg()},
                    targets={"post_p99_ms": P99_TARGET_MS, "drain_updates_per_s": DRAIN_TARGET})
-    with harness.module_report(RESULTS, ARTIFACT, _table):
+    with harness.module_report(RESULTS, ARTIFACT, _table, _record):
         yield RESULTS
 
 
@@ -325,41 +328,6 @@ def _machine_ticks() -> tuple[int, int]:
     fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
     idle = fields[3] + fields[4]
     return sum(fields) - idle, sum(fields)
-
-
-def process_tree_cpu(root_pid: int) -> dict[str, float]:
-    """CPU seconds (user + system) of ``root_pid`` and its descendants, by role."""
-    tick = os.sysconf("SC_CLK_TCK")
-    parents, stats = {}, {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            text = Path(f"/proc/{entry}/stat").read_text()
-            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode(
-                errors="replace").strip()
-        except OSError:
-            continue
-        rest = text[text.rindex(")") + 2:].split()
-        parents[int(entry)] = int(rest[1])
-        stats[int(entry)] = ((int(rest[11]) + int(rest[12])) / tick, cmdline)
-    tree, frontier = {root_pid}, [root_pid]
-    while frontier:
-        pid = frontier.pop()
-        for child, parent in parents.items():
-            if parent == pid and child not in tree:
-                tree.add(child)
-                frontier.append(child)
-    out: dict[str, float] = {}
-    for pid in tree:
-        if pid not in stats:
-            continue
-        seconds, cmdline = stats[pid]
-        role = ("writer" if "fplane-writer" in cmdline else
-                "worker" if "worker" in cmdline else
-                "router" if "http" in cmdline else "master")
-        out[role] = out.get(role, 0.0) + seconds
-    return out
 
 
 def writer_pid(root_pid: int) -> int:
@@ -715,6 +683,42 @@ def spooled_update(n: int, timestamp: str, received_at: int, valid_from: int) ->
     return SpooledUpdate(update_id=update_id(STATION, checksum, target), kind="config",
                          station=STATION, checksum=checksum, received_at=received_at,
                          valid_from=valid_from, data=data, remote_addr="127.0.0.1")
+
+
+# -- the results file --------------------------------------------------------------------------
+
+def _record(results: dict) -> Path:
+    """The figures of this run into tests/bench/RESULTS.md, one section per benchmark."""
+    path = None
+    post = results.get("post", {})
+    if "measured" in post:
+        m = post["measured"]
+        figures = {"posters (closed loop)": post["posters"], "posts per run": post["posts"],
+                   "p50 ms, writer on": m["median_ms"], "p99 ms, writer on": m["p99_ms"],
+                   "posts/s, writer on": m["posts_per_s"],
+                   "commits by the writer during the burst": m.get("writer_commits_during_burst")}
+        for key, label in (("web_app_alone", "writer stopped"), ("single_poster", "1 poster"),
+                           ("trivial_baseline", "trivial app, same client")):
+            if key in post:
+                figures[f"p99 ms, {label}"] = post[key]["p99_ms"]
+        if "paced" in post:
+            figures[f"p99 ms, {post['paced']['offered_posts_per_s']:.0f} posts/s offered, writer on"] = \
+                post["paced"]["p99_ms"]
+        figures["machine busy share during the writer-on run"] = m["machine_busy_share_of_all_cores"]
+        path = record("bench: POST accept latency", machine_info(),
+                      "make bench PYTEST_ARGS='-k post_accept_latency'", figures,
+                      f"p99 < {P99_TARGET_MS:.0f} ms with {post['posters']} concurrent posters, "
+                      f"the writer committing alongside", bool(post.get("met")))
+    drain = results.get("drain", {})
+    if "wall_s" in drain:
+        path = record("bench: writer drain", machine_info(),
+                      "make bench PYTEST_ARGS='-k writer_drain_rate'",
+                      {"backlog": drain["backlog"], "wall s (fplane-writer --once)": drain["wall_s"],
+                       "updates/s": drain["updates_per_s_wall"],
+                       "writer CPU ms/update": drain["writer_cpu_ms_per_update"],
+                       "pace first to last commit /s": drain["writer_pace"]["per_s"]},
+                      f">= {DRAIN_TARGET:.0f} updates/s", bool(drain.get("met")))
+    return path or RESULTS_FILE
 
 
 # -- the table ---------------------------------------------------------------------------------
