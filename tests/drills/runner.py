@@ -4,6 +4,7 @@ in tests/bench/RESULTS.md."""
 import argparse
 import importlib
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -71,6 +72,9 @@ def main(argv=None) -> int:
     parser.add_argument("--small", action="store_true",
                         help="a few iterations (as make test runs them); nothing recorded")
     args = parser.parse_args(argv)
+    # SIGTERM (a stopped make, a CI timeout) unwinds like Ctrl-C: every drill's finally
+    # blocks stop its uWSGI and writer and unmount its file systems.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     unknown = [d for d in args.drills if d not in DRILLS]
     if unknown:
         parser.error(f"no drill {', '.join(unknown)}; there are {', '.join(DRILLS)}")

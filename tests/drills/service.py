@@ -156,12 +156,19 @@ class Service:
 
     # -- uWSGI ------------------------------------------------------------------------
 
-    def start(self) -> "Service":
+    def start(self, attached_writer: bool = True) -> "Service":
+        """uWSGI from examples/uwsgi.ini; without ``attached_writer``, from a copy of it
+        that lacks only the attach-daemon2 line, for a drill that starts, kills and starts
+        again fplane-writer itself (start_writer): uWSGI waits longer and longer before it
+        starts a daemon that keeps dying (its "throttling"), which would make fifty kills
+        take an hour."""
         self.port = free_port()
         env = {**os.environ, "FPLANE_CONFIG": str(self.config_path), "FPLANE_PORT": str(self.port),
                "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+        ini = UWSGI_INI if attached_writer else self._ini_without_writer()
+        self.attached_writer = attached_writer
         with open(self.log, "ab") as out:
-            self.process = subprocess.Popen([uwsgi_binary(), "--ini", str(UWSGI_INI)], env=env,
+            self.process = subprocess.Popen([uwsgi_binary(), "--ini", str(ini)], env=env,
                                             stdout=out, stderr=subprocess.STDOUT,
                                             cwd=self.workdir, start_new_session=True)
         self.starts += 1
@@ -171,13 +178,42 @@ class Service:
                 raise DrillFailure(f"uWSGI exited with {self.process.returncode}: see {self.log}")
             answer = http(self.port, get_request("/?format=txt"), timeout=2)
             if answer is not None and answer.status == 200:
-                self.wait_for(lambda: self.writer_pid() is not None, 30, "the writer to start")
+                if attached_writer:
+                    self.wait_for(lambda: self.writer_pid() is not None, 30, "the writer to start")
                 return self
             time.sleep(0.1)
         raise DrillFailure(f"uWSGI did not answer within 60 s: see {self.log}")
 
+    def _ini_without_writer(self) -> Path:
+        lines = UWSGI_INI.read_text().replace("%d", str(UWSGI_INI.parent)).splitlines(keepends=True)
+        kept = [line for line in lines if not line.startswith("attach-daemon2")]
+        if len(kept) != len(lines) - 1:
+            raise DrillFailure("examples/uwsgi.ini must have exactly one attach-daemon2 line")
+        path = self.workdir / "uwsgi-without-writer.ini"
+        path.write_text("".join(kept))
+        return path
+
+    def start_writer(self) -> subprocess.Popen:
+        """fplane-writer as uWSGI runs it (the same command), started by the drill."""
+        with open(self.workdir / "writer.out", "ab") as out:
+            self.writer_process = subprocess.Popen(
+                [str(BIN / "fplane-writer"), "-c", str(self.config_path)],
+                stdout=out, stderr=subprocess.STDOUT, cwd=self.workdir)
+        return self.writer_process
+
+    def stop_writer(self) -> None:
+        process = getattr(self, "writer_process", None)
+        if process is not None and process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
     def stop(self, timeout: float = 30) -> int:
         """SIGTERM to the master (die-on-term): workers, router and writer stop with it."""
+        self.stop_writer()
         process = self.process
         if process is None:
             return 0

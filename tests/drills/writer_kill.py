@@ -1,5 +1,5 @@
 """writer-kill: updates queued while the writer is stopped, then the writer SIGKILLed at
-random moments while it drains (uWSGI starts it again each time), then killed again and
+random moments while it drains and started again each time, then killed again and
 again while it holds the same update, then an update that fails by its own fault, retried
 by the operator.
 
@@ -8,30 +8,31 @@ verify` is clean; nothing is left in new/, cur/ or tmp/; an update in hand whene
 writer dies keeps its attempt count and is committed once the cause is gone (never given
 up for the deaths); an update whose own commit fails goes to failed/ after max_attempts
 and `fplane-admin retry` brings it back.
+
+The web side is examples/uwsgi.ini under uWSGI; the writer is the same fplane-writer
+command, started by the drill rather than by uWSGI (see Service.start): the restart drill
+checks that uWSGI starts a killed writer again.
 """
 
 import os
 import random
-import signal
 import sqlite3
 import time
 
 from tests.drills.common import StoreLock, post_all
-from tests.drills.service import Post, Service, check_outcome
+from tests.drills.service import DrillFailure, Post, Service, check_outcome
 
 TARGET = "0 lost, 0 duplicated, verify clean, spool empty; the same update never given up for the writer's deaths"
 MAX_ATTEMPTS = 2
 
 
 def drill(workdir, outcome, small: bool = False) -> None:
-    updates, kills = (20, 2) if small else (2000, 50)
+    updates, kills = (30, 3) if small else (2000, 50)
     rng = random.Random(18)
     figures = outcome.figures
     service = Service(workdir, writer_sleep=0.2, max_attempts=MAX_ATTEMPTS)
-    with service.start():
-        # 1. the backlog, queued with the writer stopped
-        writer = service.writer_pid()
-        os.kill(writer, signal.SIGSTOP)
+    with service.start(attached_writer=False):
+        # 1. the backlog, queued while no writer runs
         posts = [Post(n, service.password) for n in range(updates)]
         started = time.monotonic()
         answers = post_all(service, posts, clients=8)
@@ -41,39 +42,53 @@ def drill(workdir, outcome, small: bool = False) -> None:
                       "not every post of the backlog was answered 100")
         figures["backlog_before_drain"] = service.spool.backlog()
 
-        # 2. SIGKILL at random moments while it drains; uWSGI starts it again each time
-        backlog_at_kills, drain_started = [], time.monotonic()
-        for k in range(kills):
-            if k:
-                writer = service.wait_for(lambda: _new_writer(service, writer), 60,
-                                          "uWSGI to start the writer again")
-                time.sleep(rng.uniform(0.0, 0.4))
-            os.kill(writer, signal.SIGKILL)
+        # 2. SIGKILL at random moments while it drains, started again each time
+        # The moments: one in five while it starts up (a random time after its start),
+        # the others at a random point of the drain (when the backlog has come down to a
+        # random level, then a random few ms more), so every kill comes while it drains.
+        levels = sorted(rng.sample(range(1, updates), kills), reverse=True)
+        backlog_at_kills, in_start_up, drain_started = [], 0, time.monotonic()
+        for level in levels:
+            if rng.random() < 0.2:
+                writer = service.start_writer()
+                time.sleep(rng.uniform(0.0, 0.3))
+                in_start_up += service.heartbeat().get("pid") != writer.pid
+            else:
+                writer = _started_writer(service)
+                while service.spool.backlog() > level and writer.poll() is None:
+                    time.sleep(0.002)
+                time.sleep(rng.uniform(0.0, 0.02))
+            writer.kill()
+            writer.wait()
             backlog_at_kills.append(service.spool.backlog())
-        service.wait_drained(300)
+        _started_writer(service)
+        service.wait_drained(600)
         figures["kills"] = kills
         figures["kills_while_updates_were_queued"] = sum(1 for b in backlog_at_kills if b > 0)
+        figures["kills_during_start_up"] = in_start_up
+        figures["backlog_at_kills_first_last"] = f"{backlog_at_kills[0]}, {backlog_at_kills[-1]}"
         figures["drain_seconds_with_kills"] = round(time.monotonic() - drain_started, 1)
-        figures["writer_restarts_by_uwsgi"] = service.writer_respawns()
+        outcome.check(figures["kills_while_updates_were_queued"] >= kills - max(1, kills // 10),
+                      f"only {figures['kills_while_updates_were_queued']} of {kills} kills came "
+                      f"while updates were queued")
+        service.stop_writer()
 
         # 3. killed again and again while it holds the same update
         deaths = MAX_ATTEMPTS + (1 if small else 4)
         held = Post(updates, service.password)
         with StoreLock(service.config.store_path):
             answers[held.update_id] = service.post(held)
-            name = service.wait_for(lambda: _claimed(service, held.update_id), 30,
+            writer = _started_writer(service)
+            name = service.wait_for(lambda: _claimed(service, held.update_id), 60,
                                     "the writer to claim the update")
             for _ in range(deaths):
-                writer = service.writer_pid()
                 time.sleep(0.3)   # it is in its commit, waiting for the lock
-                os.kill(writer, signal.SIGKILL)
-                writer = service.wait_for(lambda: _new_writer(service, writer), 60,
-                                          "uWSGI to start the writer again")
-                service.wait_for(lambda: service.heartbeat().get("pid") == writer, 30,
-                                 "the new writer to start working")
+                writer.kill()
+                writer.wait()
                 outcome.check(_claimed(service, held.update_id) == name,
                               f"the update in hand changed its attempt after a death: "
                               f"{_claimed(service, held.update_id)} (was {name})")
+                writer = _started_writer(service)
             outcome.check(service.spool.failed_names() == [],
                           "an update was given up because the writer died")
         service.wait_drained(60)
@@ -97,6 +112,10 @@ def drill(workdir, outcome, small: bool = False) -> None:
         outcome.check(retried.returncode == 0, f"fplane-admin retry failed: {retried.stderr}")
         service.wait_drained(60)
         figures["failed_by_its_own_fault_then_retried"] = 1
+        writer = service.writer_process
+        writer.terminate()
+        figures["writer_exit_status_on_sigterm"] = writer.wait(timeout=30)
+        outcome.check(figures["writer_exit_status_on_sigterm"] == 0, "the writer did not stop cleanly")
 
     # 5. the verdict, with the service stopped (nothing moves any more)
     commits = service.commits_by_update()
@@ -114,9 +133,15 @@ def drill(workdir, outcome, small: bool = False) -> None:
     outcome.check(figures["left_in_new_cur_tmp_failed"] == 0, f"left in the spool: {counts}")
 
 
-def _new_writer(service: Service, old: int) -> int | None:
-    pid = service.writer_pid()
-    return pid if pid not in (None, old) else None
+def _started_writer(service: Service):
+    """A new fplane-writer, once it is at work (its heartbeat carries its pid)."""
+    writer = service.start_writer()
+    service.wait_for(lambda: service.heartbeat().get("pid") == writer.pid or writer.poll() is not None,
+                     60, "the writer to start")
+    if writer.poll() is not None:
+        raise DrillFailure(f"fplane-writer exited with {writer.returncode}: see "
+                           f"{service.workdir / 'writer.out'}")
+    return writer
 
 
 def _claimed(service: Service, uid: str) -> str | None:
