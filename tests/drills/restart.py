@@ -7,6 +7,8 @@ service stops cleanly (exit status 0, the writer's heartbeat says stopped) and t
 is empty at the end; `fplane-admin verify` is clean.
 """
 
+import os
+import signal
 import threading
 import time
 
@@ -24,6 +26,15 @@ def drill(workdir, outcome, small: bool = False) -> None:
     answers: dict = {}
     stops = []
     with service.start():
+        # The writer alone SIGKILLed: uWSGI starts it again, and no other copy runs on
+        killed = service.writer_pid()
+        os.kill(killed, signal.SIGKILL)
+        again = service.wait_for(lambda: _other_writer(service, killed), 60,
+                                 "uWSGI to start the killed writer again")
+        writers = [pid for pid, cmd in service._children() if "fplane-writer" in cmd]
+        figures["writer_restarted_by_uwsgi"] = again != killed and writers == [again]
+        outcome.check(figures["writer_restarted_by_uwsgi"],
+                      f"after a SIGKILL of the writer, its processes are {writers}")
         finished = threading.Event()
 
         def restarter():
@@ -35,7 +46,7 @@ def drill(workdir, outcome, small: bool = False) -> None:
                 if finished.is_set():
                     return
                 stops.append(service.stop())
-                stops.append(service.heartbeat().get("state"))
+                stops.append(service.heartbeat().get("state", f"no heartbeat: {service.heartbeat()}"))
                 service.start()
 
         thread = threading.Thread(target=restarter)
@@ -66,3 +77,8 @@ def drill(workdir, outcome, small: bool = False) -> None:
     outcome.check(counts["new"] + counts["cur"] + counts["failed"] == 0, f"spool: {counts}")
     verify = service.admin("verify")
     outcome.check(verify.returncode == 0, f"fplane-admin verify: {verify.stdout}{verify.stderr}")
+
+
+def _other_writer(service: Service, old: int) -> int | None:
+    pid = service.writer_pid()
+    return pid if pid not in (None, old) else None
