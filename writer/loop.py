@@ -156,7 +156,7 @@ class Writer:
         reason = f"{type(err).__name__}: {err}"
         # A file that cannot be read as an update, or whose data the checks now refuse,
         # will not get better by trying again.
-        permanent = isinstance(err, (ValueError, UpdateError, IsADirectoryError))
+        permanent = isinstance(err, (ValueError, UpdateError))
         if permanent or claimed.attempt >= self.config.max_attempts:
             self._give_up(claimed, f"attempt {claimed.attempt}: {reason}")
             return True

@@ -55,7 +55,6 @@ Figures go to stdout (pytest -s) and to tests/artifacts/bench_update.json.
 
 import hashlib
 import itertools
-import json
 import os
 import platform
 import re
@@ -79,7 +78,7 @@ import pytest
 from tests.bench import harness
 from tests.bench.harness import (UWSGI_INI, Server, check_server_log, process_tree_cpu,
                                  server_env, trivial_server)
-from tests.fplane_samples import make_rows, status_from_rows
+from tests.fplane_samples import make_rows, numbered_update_data
 from tests.results import RESULTS as RESULTS_FILE
 from tests.results import machine_info, record
 from tests.support import REPO, add_station, import_rows, init_store, write_config
@@ -175,17 +174,8 @@ def _service_dir(base: Path, **sections) -> tuple[Path, str]:
 # -- what is posted ----------------------------------------------------------------------
 
 def status_data(n: int, timestamp: str) -> str:
-    """The data field of update n: {"config": <status>, "commit": true}, a status of its own.
-
-    make_rows()'s configuration with the SPECSLOT of two seats set from n: n % 1000 on the
-    first listed seat, 900 + n // 1000 on the second (make_rows' specslots are all below 300,
-    so every n differs from the imported version and from every other n). Nothing is
-    switched off (never held), no id repeats (no 209)."""
-    status = status_from_rows(make_rows(), timestamp)
-    entries = status["spectrographs"]
-    entries[0]["specslot"] = f"{n % 1000:03d}"
-    entries[1]["specslot"] = f"{900 + n // 1000:03d}"
-    return json.dumps({"config": status, "commit": True})
+    """The data field of update n (tests.fplane_samples.numbered_update_data)."""
+    return numbered_update_data(n, timestamp)
 
 
 def valid_from_path(n: int) -> str:

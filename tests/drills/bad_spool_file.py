@@ -15,8 +15,8 @@ import random
 import signal
 import time
 
-from tests.drills.common import post_all
-from tests.drills.service import Post, Service, check_outcome
+from tests.drills.common import judge_posts, post_all
+from tests.drills.service import Post, Service
 from wsgi.spool import SpooledUpdate
 
 TARGET = "every bad entry in failed/ with its reason, listed by fplane-admin failed; good ones 0 lost, 0 duplicated"
@@ -56,10 +56,7 @@ def drill(workdir, outcome, small: bool = False) -> None:
             print(f"   reason: {reason[:150]}")
     commits = service.commits_by_update()
     outcome.check(outside_id not in commits, "the update a symlink pointed at was committed")
-    verdict = check_outcome(posts, answers, commits)
-    figures.update({k: v for k, v in verdict.items() if not k.endswith("_ids")})
-    outcome.check(verdict["lost"] == 0, f"lost: {verdict['lost_ids']}")
-    outcome.check(verdict["duplicated"] == 0, f"duplicated: {verdict['duplicated_ids']}")
+    verdict = judge_posts(outcome, posts, answers, commits)
     counts = service.spool_counts()
     figures["failed_files_with_reasons"] = counts["failed"]
     outcome.check(counts["new"] + counts["cur"] == 0, f"left queued: {counts}")

@@ -6,7 +6,7 @@ import sys
 import threading
 import time
 
-from tests.drills.service import Post, Service
+from tests.drills.service import Post, Service, check_outcome
 
 
 def post_all(service: Service, posts: list[Post], clients: int = 8, retries: int = 0,
@@ -71,3 +71,13 @@ class StoreLock:
 
     def __exit__(self, *exc_info):
         self.release()
+
+
+def judge_posts(outcome, posts, answers: dict, commits: dict[str, int]) -> dict:
+    """check_outcome's figures into ``outcome``, and its promises checked: nothing answered
+    100 lost, nothing committed twice. Returns the verdict for a drill's own checks."""
+    verdict = check_outcome(posts, answers, commits)
+    outcome.figures.update({k: v for k, v in verdict.items() if not k.endswith("_ids")})
+    outcome.check(verdict["lost"] == 0, f"lost: {verdict['lost_ids']}")
+    outcome.check(verdict["duplicated"] == 0, f"duplicated: {verdict['duplicated_ids']}")
+    return verdict

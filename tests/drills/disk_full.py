@@ -17,11 +17,11 @@ import contextlib
 import os
 import signal
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 
-from tests.drills.service import DrillFailure, Post, Service, check_outcome
+from tests.drills.common import judge_posts
+from tests.drills.service import DrillFailure, Post, Service
 
 TARGET = ("coded refusal, nothing partial, GETs served, queued update committed once when "
           "room is back, the writer never exits on ENOSPC; 0 lost, 0 duplicated")
@@ -75,10 +75,7 @@ def drill(workdir, outcome, small: bool = False) -> None:
             _data_full(service, outcome, posts, answers, n, small)
             _bad_file_on_full_spool(service, outcome, posts, answers, n)
         commits = service.commits_by_update()
-    verdict = check_outcome(posts, answers, commits)
-    figures.update({k: v for k, v in verdict.items() if not k.endswith("_ids")})
-    outcome.check(verdict["lost"] == 0, f"lost: {verdict['lost_ids']}")
-    outcome.check(verdict["duplicated"] == 0, f"duplicated: {verdict['duplicated_ids']}")
+    verdict = judge_posts(outcome, posts, answers, commits)
     outcome.check(verdict["not_answered_100"] == 0, "a post was never accepted once room was back")
 
 

@@ -12,8 +12,8 @@ import signal
 import threading
 import time
 
-from tests.drills.common import post_all
-from tests.drills.service import Post, Service, check_outcome
+from tests.drills.common import judge_posts, post_all
+from tests.drills.service import Post, Service
 
 TARGET = "0 lost, 0 duplicated, clean stops, spool empty, verify clean"
 
@@ -67,10 +67,7 @@ def drill(workdir, outcome, small: bool = False) -> None:
                       f"the writer did not stop cleanly: {stops[1::2]}")
         service.wait_drained(120)
     commits = service.commits_by_update()
-    verdict = check_outcome(posts, answers, commits)
-    figures.update({k: v for k, v in verdict.items() if not k.endswith("_ids")})
-    outcome.check(verdict["lost"] == 0, f"lost: {verdict['lost_ids']}")
-    outcome.check(verdict["duplicated"] == 0, f"duplicated: {verdict['duplicated_ids']}")
+    verdict = judge_posts(outcome, posts, answers, commits)
     outcome.check(verdict["not_answered_100"] == 0,
                   f"{verdict['not_answered_100']} posts never answered 100 despite retries")
     counts = service.spool_counts()

@@ -8,7 +8,6 @@ the spool directories and the real `fplane-admin` command.
 """
 
 import hashlib
-import json
 import os
 import re
 import signal
@@ -21,7 +20,7 @@ import urllib.parse
 from datetime import datetime, timezone
 from pathlib import Path
 
-from tests.fplane_samples import make_rows, status_from_rows
+from tests.fplane_samples import make_rows, numbered_update_data
 from tests.support import REPO, free_port, uwsgi_binary, write_config
 from wsgi.config import load_config
 from wsgi.fplane import render_fplane
@@ -39,17 +38,6 @@ class DrillFailure(Exception):
     a condition never came): the drill stops and reports it."""
 
 
-def status_data(n: int) -> str:
-    """The data field of update ``n``: a status of its own (the specslots of two seats
-    set from n, so no two n are the same and none is the imported version), time stamped
-    now, nothing switched off (never held)."""
-    status = status_from_rows(make_rows(), datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))
-    entries = status["spectrographs"]
-    entries[0]["specslot"] = f"{n % 1000:03d}"
-    entries[1]["specslot"] = f"{900 + n // 1000:03d}"
-    return json.dumps({"config": status, "commit": True})
-
-
 def valid_from(n: int) -> str:
     return f"{BASE_VALID_FROM}.{n:06d}Z"
 
@@ -60,7 +48,7 @@ class Post:
 
     def __init__(self, n: int, password: str):
         self.n = n
-        data = status_data(n)
+        data = numbered_update_data(n, datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))
         checksum = hashlib.sha256(data.encode()).hexdigest()
         self.path = f"/fplane/{valid_from(n)}"
         self.update_id = update_id(STATION, checksum, f"config/{valid_from(n)}")
@@ -300,7 +288,7 @@ class Service:
 
     def spool_counts(self) -> dict[str, int]:
         return {d: len(os.listdir(self.spool.root / d))
-                for d in ("tmp", "new", "cur", "done", "failed")}
+                for d in ("tmp", "new", "cur", "done", "failed", "ids")}
 
     def admin(self, *args) -> subprocess.CompletedProcess:
         """The real fplane-admin command."""

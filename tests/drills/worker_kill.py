@@ -14,8 +14,8 @@ import signal
 import threading
 import time
 
-from tests.drills.common import post_all
-from tests.drills.service import Post, Service, check_outcome
+from tests.drills.common import judge_posts, post_all
+from tests.drills.service import Post, Service
 from wsgi.spool import STALE_TEMPORARY_AGE, TEMPORARY_GRACE, SpooledUpdate
 
 TARGET = ("0 lost (answered 100 committed once), 0 duplicated, unanswered committed at most "
@@ -83,10 +83,7 @@ def drill(workdir, outcome, small: bool = False) -> None:
         figures["stale_tmp_files_removed_by_writer"] = len(left)
 
     commits = service.commits_by_update()
-    verdict = check_outcome(posts, answers, commits)
-    figures.update({k: v for k, v in verdict.items() if not k.endswith("_ids")})
-    outcome.check(verdict["lost"] == 0, f"lost: {verdict['lost_ids']}")
-    outcome.check(verdict["duplicated"] == 0, f"duplicated: {verdict['duplicated_ids']}")
+    verdict = judge_posts(outcome, posts, answers, commits)
     outcome.check(figures["uncoded_answers"] == 0,
                   f"{figures['uncoded_answers']} answers without X-FPlane-Code")
     counts = service.spool_counts()

@@ -19,8 +19,8 @@ import random
 import sqlite3
 import time
 
-from tests.drills.common import StoreLock, post_all
-from tests.drills.service import DrillFailure, Post, Service, check_outcome
+from tests.drills.common import StoreLock, judge_posts, post_all
+from tests.drills.service import DrillFailure, Post, Service
 
 TARGET = "0 lost, 0 duplicated, verify clean, spool empty; the same update never given up for the writer's deaths"
 MAX_ATTEMPTS = 2
@@ -120,17 +120,14 @@ def drill(workdir, outcome, small: bool = False) -> None:
     # 5. the verdict, with the service stopped (nothing moves any more)
     commits = service.commits_by_update()
     all_posts = posts + [held, refused]
-    verdict = check_outcome(all_posts, answers, commits)
-    figures.update({k: v for k, v in verdict.items() if not k.endswith("_ids")})
-    outcome.check(verdict["lost"] == 0, f"lost: {verdict['lost_ids']}")
-    outcome.check(verdict["duplicated"] == 0, f"duplicated: {verdict['duplicated_ids']}")
+    verdict = judge_posts(outcome, all_posts, answers, commits)
     outcome.check(commits.get(refused.update_id) == 1, "the retried update was not committed once")
     verify = service.admin("verify")
     figures["verify_exit_status"] = verify.returncode
     outcome.check(verify.returncode == 0, f"fplane-admin verify: {verify.stdout}{verify.stderr}")
     counts = service.spool_counts()
-    figures["left_in_new_cur_tmp_failed"] = sum(counts[d] for d in ("new", "cur", "tmp", "failed"))
-    outcome.check(figures["left_in_new_cur_tmp_failed"] == 0, f"left in the spool: {counts}")
+    figures["left_in_new_cur_tmp_failed_ids"] = sum(counts[d] for d in ("new", "cur", "tmp", "failed", "ids"))
+    outcome.check(figures["left_in_new_cur_tmp_failed_ids"] == 0, f"left in the spool: {counts}")
 
 
 def _started_writer(service: Service):
