@@ -417,3 +417,25 @@ def test_temporaries_are_reported_then_removed_once_old(spool):
     os.utime(left, (old - 3600, old - 3600))
     assert spool.remove_stale_temporaries(3600) == [left.name]
     assert sorted(os.listdir(spool.tmp)) == [fresh.name]
+
+
+def test_give_up_moves_the_file_even_when_its_reason_cannot_be_written(spool):
+    """A full disk refuses the reason file, not the rename: the bad file must not stay in
+    the way of the updates behind it (the disk-full drill does this on a full tmpfs)."""
+    update = make_update()
+    claimed = spool.claim(spool.enqueue(update).name)
+    (spool.failed / (update.name + ".reason")).mkdir()   # writing the reason fails
+    assert spool.give_up(claimed, "bad") is False
+    assert spool.backlog() == 0 and update.name in spool.failed_names()
+    assert not spool.is_queued(update.update_id)
+
+
+def test_a_failed_update_is_put_back_by_id_and_its_reason_dropped(spool):
+    update = make_update()
+    spool.give_up(spool.claim(spool.enqueue(update).name), "attempt 3: it failed")
+    assert spool.failure_reason(update.update_id) == "attempt 3: it failed"
+    with pytest.raises(KeyError):
+        spool.retry_failed("0" * 20)
+    assert spool.retry_failed(update.update_id) == update.name
+    assert spool.waiting() == [update.name] and spool.is_queued(update.update_id)
+    assert spool.failed_names() == [] and os.listdir(spool.failed) == []

@@ -695,6 +695,22 @@ def test_a_full_disk_or_a_locked_store_spends_no_attempt(svc, failing_writer, er
     assert names(svc, "new") == names(svc, "cur") == [] and len(names(svc, "done")) == 5
 
 
+@pytest.mark.parametrize("error, transient", [
+    (sqlite3.OperationalError("database is locked"), True),
+    (sqlite3.OperationalError("database or disk is full"), True),
+    (sqlite3.OperationalError("disk I/O error"), True),
+    (sqlite3.DatabaseError("database disk image is malformed"), True),
+    (OSError(28, "No space left on device"), True),
+    (OSError(5, "Input/output error"), True),
+    (UPDATE_CAUSED, False),
+    (OSError(13, "Permission denied"), False),
+    (ValueError("not a spooled update"), False),
+    (KeyError("specid"), False),
+])
+def test_only_the_machines_trouble_is_transient(error, transient):
+    assert loop.is_transient(error) is transient
+
+
 # Runs the real writer, except that committing one update kills it, as an update that
 # crashes the interpreter or gets the writer OOM-killed would.
 KILLED_BY = """

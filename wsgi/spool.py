@@ -355,7 +355,8 @@ class Spool:
             reason_file.write_text(reason.rstrip("\n") + "\n", "utf-8")
             written = True
         except OSError:
-            reason_file.unlink(missing_ok=True)   # never half a reason
+            with contextlib.suppress(OSError):
+                reason_file.unlink(missing_ok=True)   # never half a reason
             written = False
         os.rename(claimed.path, self.failed / claimed.name)
         self._drop_receipt(claimed)
