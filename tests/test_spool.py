@@ -439,3 +439,10 @@ def test_a_failed_update_is_put_back_by_id_and_its_reason_dropped(spool):
     assert spool.retry_failed(update.update_id) == update.name
     assert spool.waiting() == [update.name] and spool.is_queued(update.update_id)
     assert spool.failed_names() == [] and os.listdir(spool.failed) == []
+
+
+def test_what_a_bad_file_holds_never_reaches_the_reason_as_a_line_of_its_own():
+    with pytest.raises(ValueError) as refused:
+        SpooledUpdate.from_bytes(b'{"x\\nFORGED ERROR line": 1, "\\u001b[31m": 2}')
+    assert "\n" not in str(refused.value) and "\x1b" not in str(refused.value)
+    assert "x\\nFORGED" in str(refused.value)

@@ -45,7 +45,7 @@ from pathlib import Path
 from wsgi import dates
 from wsgi.config import ConfigError, load_config
 from wsgi.heartbeat import write_heartbeat
-from wsgi.logs import make_logger
+from wsgi.logs import make_logger, printable
 from wsgi.spool import STALE_TEMPORARY_AGE, Claimed, Spool, SpooledUpdate
 from wsgi.status import UpdateError
 from wsgi.store import Store, StoreUnavailable, UpdateAlreadyRecorded, UpdateRecord
@@ -153,7 +153,7 @@ class Writer:
     def _failed(self, claimed: Claimed, err: Exception) -> bool:
         if is_transient(err):
             return self._transient(claimed, err)
-        reason = f"{type(err).__name__}: {err}"
+        reason = printable(f"{type(err).__name__}: {err}")   # one line in the log, whatever it says
         # A file that cannot be read as an update, or whose data the checks now refuse,
         # will not get better by trying again.
         permanent = isinstance(err, (ValueError, UpdateError))
@@ -342,7 +342,7 @@ def _now() -> datetime:
 
 def _trouble(err: Exception) -> str:
     """What a transient failure is, in the operator's words."""
-    text = str(err)
+    text = printable(str(err))
     if isinstance(err, sqlite3.OperationalError) and ("locked" in text or "busy" in text):
         return f"the store is locked by another process ({text})"
     if (isinstance(err, OSError) and err.errno == errno.ENOSPC) or "disk is full" in text:

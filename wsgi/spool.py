@@ -45,6 +45,7 @@ from dataclasses import fields as dataclass_fields
 from pathlib import Path
 
 from wsgi.files import fsync_directory
+from wsgi.logs import printable
 
 SUBDIRECTORIES = ("tmp", "new", "cur", "done", "failed", "ids")
 KINDS = ("config", "positions")
@@ -104,7 +105,8 @@ class SpooledUpdate:
             fields = json.loads(raw.decode("utf-8"))
             update = cls(**fields)
         except (UnicodeDecodeError, json.JSONDecodeError, TypeError) as err:
-            raise ValueError(f"not a spooled update: {err}") from None
+            # printable: a TypeError names the file's own keys, which may hold a newline
+            raise ValueError(f"not a spooled update: {printable(str(err))}") from None
         for f in dataclass_fields(cls):
             # Exact types: True is no received_at, "yes" no held (and is_update_id needs a str).
             if type(getattr(update, f.name)) is not f.type:

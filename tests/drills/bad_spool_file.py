@@ -1,13 +1,13 @@
 """bad-spool-file: files the web app never makes dropped into the spool among good
-updates: truncated, corrupt, empty and foreign files, a whole update under another
-update's name, names the spool never makes (hidden, with spaces, a newline, overlong, one
+updates: truncated, corrupt, empty and foreign files (one whose JSON key holds a newline,
+to forge a log line), a whole update under another update's name, names the spool never makes (hidden, with spaces, a newline, overlong, one
 ending in .reason), directories, a symlink to a valid update outside the spool, a pipe,
 and an odd name in cur/.
 
 Promises checked: each is moved aside into failed/ with its reason (nothing followed out
 of the spool: the symlinked update is never committed), the good updates are all
-committed once, the writer never dies on them (same pid), `fplane-admin failed` lists
-every one, and `fplane-admin verify` is clean.
+committed once, the writer never dies on them (same pid), no log line is forged,
+`fplane-admin failed` lists every one, and `fplane-admin verify` is clean.
 """
 
 import os
@@ -54,6 +54,10 @@ def drill(workdir, outcome, small: bool = False) -> None:
         figures["distinct_reasons"] = len(reasons)
         for reason in reasons:
             print(f"   reason: {reason[:150]}")
+    log = (service.workdir / "log" / "fplaneserver.log").read_text(errors="replace")
+    forged = [line for line in log.splitlines() if line.startswith("FORGED")]
+    figures["forged_log_lines"] = len(forged)
+    outcome.check(not forged, f"a bad file forged a log line: {forged[:2]}")
     commits = service.commits_by_update()
     outcome.check(outside_id not in commits, "the update a symlink pointed at was committed")
     verdict = judge_posts(outcome, posts, answers, commits)
@@ -85,6 +89,8 @@ def _plant(service: Service, rng: random.Random) -> tuple[list[str], str]:
     put(spool.new, next(names), lambda p: p.write_bytes(b'{"hello": "world"}'))            # foreign JSON
     put(spool.new, next(names), lambda p: p.write_text("# an fplane file, not an update\n"))
     put(spool.new, next(names), lambda p: p.write_bytes(sample))   # a whole update, wrong name
+    put(spool.new, next(names),   # a key that would forge a log line if written as it is
+        lambda p: p.write_bytes(b'{"update_id": "x", "\\nFORGED ERROR a log line": 1}'))
     for odd in ("notes.txt", ".hidden", "name with spaces", "line\nbreak", "x" * 200,
                 "1234.reason", good[0] + ".orig"):
         put(spool.new, odd, lambda p: p.write_bytes(sample))
