@@ -143,45 +143,6 @@ class Server:
             return response.status, dict(response.headers), response.read()
 
 
-def process_tree_cpu(root_pid: int) -> dict[str, float]:
-    """CPU seconds (user + system) of ``root_pid`` and its descendants, by role; "reaped"
-    is what its children that ended meanwhile used (a worker recycled by max-requests)."""
-    tick = os.sysconf("SC_CLK_TCK")
-    parents, stats, reaped = {}, {}, 0.0
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            text = Path(f"/proc/{entry}/stat").read_text()
-            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode(
-                errors="replace").strip()
-        except OSError:
-            continue
-        rest = text[text.rindex(")") + 2:].split()
-        parents[int(entry)] = int(rest[1])
-        stats[int(entry)] = ((int(rest[11]) + int(rest[12])) / tick, cmdline)
-        if int(entry) == root_pid:
-            reaped = (int(rest[13]) + int(rest[14])) / tick
-    tree, frontier = {root_pid}, [root_pid]
-    while frontier:
-        pid = frontier.pop()
-        for child, parent in parents.items():
-            if parent == pid and child not in tree:
-                tree.add(child)
-                frontier.append(child)
-    out: dict[str, float] = {}
-    for pid in tree:
-        if pid not in stats:
-            continue
-        seconds, cmdline = stats[pid]
-        role = ("writer" if "fplane-writer" in cmdline else
-                "worker" if "worker" in cmdline else
-                "router" if "http" in cmdline else "master")
-        out[role] = out.get(role, 0.0) + seconds
-    out["reaped"] = reaped
-    return out
-
-
 def run_wrk(url: str, *, threads: int, connections: int, seconds: float,
             script: Path | None = None, script_args=(), cpus: set[int] | None = None) -> dict:
     """One wrk run; the figures of wrk_report.lua plus req_per_s. Fails on any error."""

@@ -38,8 +38,7 @@ import pytest
 
 from tests.bench import harness
 from tests.bench.harness import (RANDOM_INSTANTS_LUA, UWSGI_INI, Server, check_server_log,
-                                 combined_script, process_tree_cpu, run_wrk, server_env, summary,
-                                 trivial_server)
+                                 combined_script, run_wrk, server_env, summary, trivial_server)
 from tests.bench.store_builder import (BENCH_SPAN_HOURS, BENCH_START, build_store, cached_store,
                                        valid_from_us)
 from tests.results import machine_info, record
@@ -204,21 +203,11 @@ def _rounds(servers: dict, order: list, request) -> dict:
     for i in range(ROUNDS + 1):
         for name in (order if i % 2 == 0 else order[::-1]):
             spec = request(name, i)
-            before = _worker_cpu(servers[name])
             figures = run_wrk(servers[name].base + spec["url"], script=spec.get("script"),
                               script_args=spec.get("script_args", ()), **WRK)
-            figures["worker_cpu_us_per_request"] = (
-                (_worker_cpu(servers[name]) - before) / figures["requests"] * 1e6)
             if i:
                 runs[name].append(figures)
     return runs
-
-
-def _worker_cpu(server: Server) -> float:
-    """CPU seconds (user + system) the server's web workers have used, those recycled
-    meanwhile included: what answering the requests cost, the load generator apart."""
-    cpu = process_tree_cpu(server.process.pid)
-    return cpu.get("worker", 0.0) + cpu.get("reaped", 0.0)
 
 
 def _ratio(runs: dict, a: str, b: str) -> dict:
@@ -228,9 +217,6 @@ def _ratio(runs: dict, a: str, b: str) -> dict:
         "ratio": summary(ratios),
         "req_per_s": {a: summary(r["req_per_s"] for r in runs[a]),
                       b: summary(r["req_per_s"] for r in runs[b])},
-        "worker_cpu_us_per_request": {
-            a: statistics.median(r["worker_cpu_us_per_request"] for r in runs[a]),
-            b: statistics.median(r["worker_cpu_us_per_request"] for r in runs[b])},
         "latency_mean_ms": {a: statistics.median(r["latency_mean_us"] for r in runs[a]) / 1000,
                             b: statistics.median(r["latency_mean_us"] for r in runs[b]) / 1000},
         "latency_p99_ms": {a: statistics.median(r["latency_p99_us"] for r in runs[a]) / 1000,
@@ -304,8 +290,6 @@ def _record(results: dict):
         figures[f"{label}: ratio median [min, max]"] = f"{r['median']:.3f} [{r['min']:.3f}, {r['max']:.3f}]"
         figures[f"{label}: req/s A, B"] = (f"{f['req_per_s'][f['a']]['median']:.0f}, "
                                           f"{f['req_per_s'][f['b']]['median']:.0f}")
-        cpu = f["worker_cpu_us_per_request"]
-        figures[f"{label}: worker CPU µs/request A, B"] = f"{cpu[f['a']]:.0f}, {cpu[f['b']]:.0f}"
 
     for key, f in results.get("scenario_1_vs_trivial", {}).items():
         add(f"fplane-{key} / trivial", f)
@@ -349,13 +333,6 @@ def _table(results: dict) -> str:
             lines.append(row(label, results[key]))
     if "a_a_trivial" in results:
         lines.append(row("A/A trivial-100k / trivial-10", results["a_a_trivial"], target=None))
-    scenarios = [*results.get("scenario_1_vs_trivial", {}).values()] + [
-        results[k] for k in ("scenario_2_cached_100k_vs_10", "scenario_3_uncached_100k_vs_10",
-                             "a_a_trivial") if k in results]
-    for f in scenarios:
-        cpu = f["worker_cpu_us_per_request"]
-        lines.append(f"worker CPU per request (user + system, median of rounds): {f['a']} "
-                     f"{cpu[f['a']]:.0f} µs, {f['b']} {cpu[f['b']]:.0f} µs")
     if "body_bytes" in results:
         lines.append(f"fplane body for {FIXED_URL}: " + ", ".join(
             f"{k} store {v} B" for k, v in results["body_bytes"].items()) + " (trivial: same)")

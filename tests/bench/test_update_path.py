@@ -79,8 +79,7 @@ from pathlib import Path
 import pytest
 
 from tests.bench import harness
-from tests.bench.harness import (UWSGI_INI, Server, check_server_log, process_tree_cpu,
-                                 server_env, trivial_server)
+from tests.bench.harness import UWSGI_INI, Server, check_server_log, server_env, trivial_server
 from tests.fplane_samples import make_rows, numbered_update_data
 from tests.results import RESULTS as RESULTS_FILE
 from tests.results import machine_info, record
@@ -324,6 +323,41 @@ def _machine_ticks() -> tuple[int, int]:
     fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
     idle = fields[3] + fields[4]
     return sum(fields) - idle, sum(fields)
+
+
+def process_tree_cpu(root_pid: int) -> dict[str, float]:
+    """CPU seconds (user + system) of ``root_pid`` and its descendants, by role."""
+    tick = os.sysconf("SC_CLK_TCK")
+    parents, stats = {}, {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            text = Path(f"/proc/{entry}/stat").read_text()
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode(
+                errors="replace").strip()
+        except OSError:
+            continue
+        rest = text[text.rindex(")") + 2:].split()
+        parents[int(entry)] = int(rest[1])
+        stats[int(entry)] = ((int(rest[11]) + int(rest[12])) / tick, cmdline)
+    tree, frontier = {root_pid}, [root_pid]
+    while frontier:
+        pid = frontier.pop()
+        for child, parent in parents.items():
+            if parent == pid and child not in tree:
+                tree.add(child)
+                frontier.append(child)
+    out: dict[str, float] = {}
+    for pid in tree:
+        if pid not in stats:
+            continue
+        seconds, cmdline = stats[pid]
+        role = ("writer" if "fplane-writer" in cmdline else
+                "worker" if "worker" in cmdline else
+                "router" if "http" in cmdline else "master")
+        out[role] = out.get(role, 0.0) + seconds
+    return out
 
 
 def writer_pid(root_pid: int) -> int:
