@@ -9,6 +9,7 @@ import os
 import shutil
 import socket
 import sys
+import time
 from functools import partial
 from pathlib import Path
 
@@ -110,3 +111,16 @@ def unavailable(reason: str):
     if os.environ.get("CI"):
         pytest.fail(f"{reason} (required under CI)")
     pytest.skip(reason)
+
+
+def wait_for(condition, timeout: float = 10.0, what: str = "the condition", poll: float = 0.01,
+             error=AssertionError):
+    """condition()'s first true value, polled every ``poll`` s; ``error`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise error(f"waited {timeout:g} s for {what}")
+        time.sleep(poll)

@@ -28,7 +28,7 @@ import webtest
 from tests.fplane_samples import default_active, entry, make_rows, status_from_rows
 from tests.smtp_sink import HOST, SmtpSink
 from tests.support import (add_station, import_rows, init_store, run_admin, test_app,
-                           update_form, write_config)
+                           update_form, wait_for, write_config)
 from wsgi import dates
 from wsgi.config import Config, load_config
 from wsgi.fplane import VIRUS_SLOTS, parse_fplane
@@ -140,18 +140,6 @@ def admin_ok(svc: Service, *args) -> str:
     status, out, err = run_admin(svc.config, *args)
     assert status == 0, out + err
     return out
-
-
-def wait_for(condition, timeout: float = 10.0, what: str = "the condition"):
-    """condition()'s first true value, polled every 10 ms; AssertionError after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"waited {timeout} s for {what}")
-        time.sleep(0.01)
 
 
 # -- running the writer ------------------------------------------------------------------

@@ -21,7 +21,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from tests.fplane_samples import make_rows, numbered_update_data
-from tests.support import REPO, free_port, uwsgi_binary, write_config
+from tests.support import REPO, free_port, uwsgi_binary, wait_for, write_config
 from wsgi.config import load_config
 from wsgi.fplane import render_fplane
 from wsgi.heartbeat import read_heartbeat
@@ -311,14 +311,7 @@ class Service:
 
     @staticmethod
     def wait_for(condition, timeout: float, what: str):
-        deadline = time.monotonic() + timeout
-        while True:
-            value = condition()
-            if value:
-                return value
-            if time.monotonic() > deadline:
-                raise DrillFailure(f"waited {timeout:.0f} s for {what}")
-            time.sleep(0.05)
+        return wait_for(condition, timeout, what, poll=0.05, error=DrillFailure)
 
 
 def _is_running(pid: int) -> bool:
