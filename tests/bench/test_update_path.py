@@ -362,17 +362,19 @@ def process_tree_cpu(root_pid: int) -> dict[str, float]:
 
 def writer_pid(root_pid: int) -> int:
     """The attached fplane-writer's pid (the process running the script itself, not the
-    shell uWSGI starts it with)."""
+    shell uWSGI starts it with). Only this server's: on a shared machine other services
+    run writers of their own."""
     found = []
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
                 argv = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
+                if (any(os.path.basename(arg) == b"fplane-writer" for arg in argv)
+                        and root_pid in _ancestors(int(entry))):
+                    found.append(int(entry))
             except OSError:
-                continue
-            if any(os.path.basename(arg) == b"fplane-writer" for arg in argv):
-                found.append(int(entry))
-    assert len(found) == 1 and root_pid in _ancestors(found[0]), found
+                continue   # ended meanwhile
+    assert len(found) == 1, found
     return found[0]
 
 
