@@ -376,3 +376,21 @@ def test_blanks_around_the_date_never_reach_the_file_name_header(app):
     # %0D%0A is forgiven around a datestr, as other blanks are; it must not split a header.
     response = app.get("/fplane/%0D%0A20180707%20")
     assert response.headers["Content-Disposition"] == 'attachment; filename="fplane20180707.txt"'
+
+
+# -- one list of routes --------------------------------------------------------------------
+
+def test_the_routes_are_the_documented_paths_and_the_index_lists_them(config, app):
+    """Whoever adds a route to Service.routes must describe it in /openapi.json and in the
+    index text (/?format=txt), and /sys links only to routes: this fails otherwise."""
+    from wsgi.openapi import openapi_document
+    routes = {route.path: set(route.methods) for route in wsgi_app.load_service(str(config)).routes}
+    documented = {path: {m.upper() for m in item} & {"GET", "HEAD", "POST"}
+                  for path, item in openapi_document()["paths"].items()}
+    assert routes == documented
+
+    index = app.get("/", {"format": "txt"}).text.replace("[", "").replace("]", "")  # optional parts
+    for path in routes:
+        assert path.replace("{", "<").replace("}", ">") in index, path
+    for link in app.get("/sys", {"format": "json"}).json["links"]:
+        assert link["href"] in routes

@@ -41,8 +41,8 @@ ARTIFACTS = REPO / "tests" / "artifacts"
 CHROMIUM_FLAGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
                   "--no-first-run", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync")
-LAPTOP = (1280, 900)
-PHONE = (375, 812)
+LAPTOP = (1366, 900)
+PHONE = (420, 900)
 WAIT = 10  # seconds for a navigation; the page answers in milliseconds
 ISO_Z = "%Y-%m-%dT%H:%M:%SZ"  # instants as /history?format=json writes them
 INSTALL_HINT = ("install Debian's chromium and chromium-driver "
@@ -278,9 +278,10 @@ def test_on_a_phone_the_page_fits_the_width_and_shows_the_map(base, browser):
     svg = figure.find_element(By.TAG_NAME, "svg")
     assert svg.is_displayed()
     left, right = box(browser, figure)[:2]
-    # The map may scroll inside its figure, but the figure itself stays on the screen.
     assert 0 <= left and right <= inner, f"the map's figure sticks out of the screen: {left}..{right}"
-    map_width, map_height = box(browser, svg)[2:]
+    # The whole plane scaled to the width: nothing of it hidden beyond the screen's edge.
+    map_left, map_right, map_width, map_height = box(browser, svg)
+    assert left <= map_left and map_right <= right, "the drawing overflows its figure"
     assert map_width >= 0.75 * inner and map_height >= 0.75 * map_width, \
         f"the map is drawn too small for a phone: {map_width}x{map_height} px"
     full_page_screenshot(browser, "browser-phone.png")
@@ -311,3 +312,205 @@ def focus_style(driver, element) -> tuple:
         "const s = getComputedStyle(arguments[0]);"
         "return [s.outlineStyle, s.outlineWidth, s.outlineColor, s.boxShadow, s.borderColor];",
         element))
+
+
+# -- every state of the page, as a person looks at it --------------------------------------
+
+# The demo history (examples/demo.py): versions from 20180105, 20180212 (IFUs installed at
+# seats 041-046), 20180319 (IFUs 073 and 039 swap seats 021 and 024), 20180423, 20180611;
+# measured positions of the 36 active IFUs from 20180507.
+STATES = {
+    "now": "/",
+    "compare": "/?date=20180401&compare=20180201",
+    "measured": "/?date=20180601&actual_pos=1",
+    "labels-ifu": "/?date=20180601&labels=ifu",
+    "short-file": "/?date=20180601&full_fplane=0",
+    "bad-date": "/?date=next+tuesday",
+}
+CHANGED_20180201_20180401 = ["021", "024", "041", "042", "043", "044", "045", "046"]
+DEVICES = {"laptop": (*LAPTOP, False), "phone": (*PHONE, True), "small-phone": (375, 812, True)}
+
+
+def layout_facts(driver) -> dict:
+    """What a person would see wrong at a glance, measured in the browser."""
+    return driver.execute_script("""
+        const inner = window.innerWidth, doc = document.scrollingElement;
+        const fits = e => { const r = e.getBoundingClientRect();
+                            return r.left >= 0 && r.right <= inner + 0.5; };
+        const clipped = e => e.scrollWidth > e.clientWidth + 1 || !fits(e);
+        const svg = document.querySelector('figure#map svg');
+        const heading = svg && svg.querySelector('text.heading');
+        let headingInside = null;
+        if (heading) {
+            const s = svg.getBoundingClientRect(), h = heading.getBoundingClientRect();
+            headingInside = h.left >= s.left && h.right <= s.right + 0.5 && h.width > 0;
+        }
+        // Gaps: the largest vertical distance between one panel and the next, in page order.
+        const panels = Array.from(document.querySelectorAll(
+            'header, .message, .controls, .plane, .timeline, footer'))
+            .map(e => e.getBoundingClientRect()).filter(r => r.height > 0);
+        let gap = 0;
+        if (inner < 1024) for (let i = 1; i < panels.length; i++)
+            gap = Math.max(gap, panels[i].top - panels[i - 1].bottom);
+        return {
+            inner: inner, pageWidth: doc.scrollWidth,
+            titlesClipped: Array.from(document.querySelectorAll('h1, h2'))
+                .filter(clipped).map(e => e.textContent),
+            map: svg && {width: svg.getBoundingClientRect().width,
+                         figure: svg.parentElement.getBoundingClientRect().width,
+                         fits: fits(svg)},
+            svgHeadingInside: headingInside,
+            largestGap: gap,
+        };
+    """)
+
+
+@pytest.mark.parametrize("device", list(DEVICES))
+@pytest.mark.parametrize("state", list(STATES))
+def test_every_page_state_fits_the_screen(base, browser, device, state):
+    width, height, mobile = DEVICES[device]
+    viewport(browser, width, height, mobile=mobile)
+    open_page(browser, base + STATES[state])
+    facts = layout_facts(browser)
+    full_page_screenshot(browser, f"page-{device}-{state}.png")
+    assert facts["inner"] == width
+    assert facts["pageWidth"] <= width, f"horizontal scroll: the page is {facts['pageWidth']} px wide"
+    assert facts["titlesClipped"] == [], f"titles clipped: {facts['titlesClipped']}"
+    assert facts["largestGap"] <= 48, f"a {facts['largestGap']} px empty gap between panels"
+    if state == "bad-date":
+        assert facts["map"] is None
+        return
+    drawn = facts["map"]
+    assert drawn["fits"] and drawn["width"] <= width
+    # Scaled to the width available, on a phone too: the whole plane without scrolling.
+    assert drawn["width"] >= 0.98 * drawn["figure"]
+    assert facts["svgHeadingInside"], "the drawing's title is cut off"
+
+
+def test_an_unreadable_date_says_so_and_shows_no_map(base, browser):
+    for device, (width, height, mobile) in DEVICES.items():
+        viewport(browser, width, height, mobile=mobile)
+        open_page(browser, base + STATES["bad-date"])
+        alert = browser.find_element(By.CSS_SELECTOR, '[role="alert"]')
+        assert alert.is_displayed() and "next tuesday" in alert.text
+        top = box(browser, alert)
+        assert browser.execute_script("return arguments[0].getBoundingClientRect().top",
+                                      alert) < height, "the error is below the first screen"
+        assert not browser.find_elements(By.CSS_SELECTOR, "svg"), "a map under a date not read"
+        assert browser.find_element(By.ID, "plane-heading").text == "No map shown"
+        assert top[2] > 0
+        screenshot(browser, f"bad-date-{device}-first-screen.png")
+
+
+def ring_facts(driver) -> dict:
+    return driver.execute_script("""
+        const out = {};
+        for (const g of document.querySelectorAll('figure#map svg g.seat.changed')) {
+            const ring = g.querySelector('rect.ring'), seat = g.querySelector('rect');
+            const style = getComputedStyle(ring);
+            out[g.dataset.ifuslot] = {
+                ring: ring.getBoundingClientRect().width, seat: seat.getBoundingClientRect().width,
+                stroke: style.stroke, strokeWidth: parseFloat(style.strokeWidth)};
+        }
+        return out;""")
+
+
+@pytest.mark.parametrize("device", list(DEVICES))
+def test_comparing_rings_the_changed_seats_and_each_change_leads_to_its_seat(base, browser, device):
+    width, height, mobile = DEVICES[device]
+    viewport(browser, width, height, mobile=mobile)
+    open_page(browser, base + STATES["compare"])
+    rings = ring_facts(browser)
+    assert sorted(rings) == CHANGED_20180201_20180401
+    for seat, ring in rings.items():
+        assert ring["ring"] > ring["seat"], f"seat {seat}: the ring does not surround it"
+        assert ring["stroke"] == "rgb(194, 24, 91)" and ring["strokeWidth"] >= 5, (seat, ring)
+    links = browser.find_elements(By.CSS_SELECTOR, "ul#changes li a")
+    targets = sorted({urlparse(a.get_attribute("href")).fragment for a in links})
+    assert targets and {t.removeprefix("seat-") for t in targets} <= set(CHANGED_20180201_20180401)
+    # Follow one, as a person would: the page scrolls to the seat and thickens its ring.
+    link = next(a for a in links if a.get_attribute("href").endswith("#seat-024"))
+    browser.execute_script("arguments[0].scrollIntoView()", link)
+    link.click()
+    WebDriverWait(browser, WAIT).until(lambda d: urlparse(d.current_url).fragment == "seat-024")
+    seat = browser.find_element(By.ID, "seat-024")
+    top, bottom = browser.execute_script(
+        "const r = arguments[0].getBoundingClientRect(); return [r.top, r.bottom];", seat)
+    assert 0 <= top and bottom <= height, f"seat 024 is not on the screen: {top}..{bottom}"
+    assert ring_facts(browser)["024"]["strokeWidth"] > rings["024"]["strokeWidth"]
+    screenshot(browser, f"compare-{device}-followed-to-seat-024.png")
+
+
+def test_measured_positions_mark_the_seats_and_draw_their_offsets_with_a_stated_factor(base, browser):
+    open_page(browser, base + STATES["measured"])
+    facts = browser.execute_script("""
+        const svg = document.querySelector('figure#map svg');
+        const measured = Array.from(svg.querySelectorAll('g.seat.measured'));
+        return {
+            measured: measured.length,
+            active: svg.querySelectorAll('g.seat.state-active').length,
+            // Tail to tip, in screen pixels: the line and its head together.
+            arrows: measured.map(g => { const a = g.querySelector('path.offset');
+                                        if (!a) return 0;
+                                        const l = a.getBoundingClientRect(),
+                                              h = g.querySelector('path.offset-head')
+                                                   .getBoundingClientRect();
+                                        return Math.max(Math.max(l.right, h.right) - Math.min(l.left, h.left),
+                                                        Math.max(l.bottom, h.bottom) - Math.min(l.top, h.top)); })
+                            .filter(length => length >= 4).length,
+            key: svg.querySelector('[data-layer="measured"]').textContent,
+            colour: measured.length && getComputedStyle(measured[0].querySelector(
+                '.measured-corner')).fill};""")
+    # The demo's position set measured every active IFU, each a few tenths of an arcsec off.
+    assert facts["measured"] == facts["active"] == 36
+    assert facts["arrows"] >= 30, "offset arrows too short to see"
+    assert "\u00d7 40" in facts["key"] and "0.5 arcsec" in facts["key"]
+    assert facts["colour"] == "rgb(163, 0, 0)"
+    screenshot(browser, "measured-laptop-first-screen.png")
+
+
+def visible_seat_texts(driver, ifuslot: str) -> list[str]:
+    return driver.execute_script(
+        "return Array.from(document.querySelectorAll("
+        "`figure#map svg g.seat[data-ifuslot='${arguments[0]}'] text`), t => t.textContent);",
+        ifuslot)
+
+
+def test_spectrographs_are_labelled_without_hovering_and_the_choice_is_in_the_url(base, browser):
+    open_page(browser, base + "/?date=20180601")
+    seats = assert_map_is_the_file(browser, base)
+    active = [s for s, seat in seats.items() if seat["state"] == "active"]
+    for seat in active:
+        assert visible_seat_texts(browser, seat) == \
+            [seat, seats[seat]["ifuid"], seats[seat]["specid"]], seat
+    # Without JavaScript: the form is a GET form, so the choice lands in the URL.
+    browser.execute_script("document.getElementById('labels').value = 'ifu';")
+    before = browser.current_url
+    browser.find_element(By.CSS_SELECTOR, '#view-form button[type="submit"]').click()
+    WebDriverWait(browser, WAIT).until(lambda d: d.current_url != before)
+    assert parse_qs(urlparse(browser.current_url).query)["labels"] == ["ifu"]
+    assert visible_seat_texts(browser, active[0]) == [active[0], seats[active[0]]["ifuid"]]
+    timeline_link = browser.find_element(By.CSS_SELECTOR, "ol#timeline a.view")
+    assert parse_qs(urlparse(timeline_link.get_attribute("href")).query)["labels"] == ["ifu"]
+
+
+def test_a_printout_shows_the_drawing_across_the_page_with_its_key(base, browser):
+    open_page(browser, base + STATES["compare"])
+    browser.execute_cdp_cmd("Emulation.setEmulatedMedia", {"media": "print"})
+    try:
+        facts = browser.execute_script("""
+            const shown = sel => { const e = document.querySelector(sel);
+                                   return !!e && e.getBoundingClientRect().height > 0; };
+            const svg = document.querySelector('figure#map svg').getBoundingClientRect();
+            const changes = document.getElementById('changes').getBoundingClientRect();
+            return {form: shown('#view-form'), timeline: shown('ol#timeline'),
+                    key: shown('figure#map svg .legend'), changes: changes.height > 0,
+                    mapFirst: svg.top < changes.top,
+                    width: svg.width, page: document.documentElement.clientWidth};""")
+        full_page_screenshot(browser, "print-laptop-compare.png")
+    finally:
+        browser.execute_cdp_cmd("Emulation.setEmulatedMedia", {"media": ""})
+    # On paper: the drawing first and across the page, its key, then the list of changes.
+    assert not facts["form"] and not facts["timeline"]
+    assert facts["key"] and facts["changes"] and facts["mapFirst"]
+    assert facts["width"] >= 0.9 * facts["page"]

@@ -53,7 +53,7 @@ def wait_until_serving(base: str, process: subprocess.Popen, log: Path) -> None:
         try:
             with urllib.request.urlopen(base + "/?format=txt", timeout=2):
                 return
-        except (urllib.error.URLError, ConnectionError):
+        except (urllib.error.URLError, ConnectionError, TimeoutError):  # accepted, workers still loading
             time.sleep(0.2)
     pytest.fail(f"uWSGI did not answer within 30 s:\n{log.read_text()}")
 

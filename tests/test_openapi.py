@@ -24,7 +24,7 @@ from tests.fplane_samples import make_rows, status_from_rows, swap_ifus
 from tests.support import add_station, import_rows, init_store, test_app, update_form, write_config
 from wsgi import codes, dates
 from wsgi.app import application
-from wsgi.openapi import PREFLIGHT_STATUS, datestr_pattern, openapi_document, openapi_json
+from wsgi.openapi import PREFLIGHT_STATUS, openapi_document, openapi_json
 
 DOCUMENT = openapi_document()
 HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
@@ -134,7 +134,7 @@ def test_every_path_answers_cors_preflight_and_head_wherever_get():
 
 SITE_TZ = ZoneInfo("America/Chicago")
 NOW = datetime(2018, 7, 7, 12, tzinfo=timezone.utc)
-DATESTR = re.compile(datestr_pattern())
+DATESTR = re.compile(DOCUMENT["components"]["schemas"]["Datestr"]["pattern"])
 
 
 def server_reads(text: str) -> bool:
@@ -289,8 +289,8 @@ def test_example_requests_are_answered_as_documented(app, path, method, item, op
 
 # The example requests that are meant to fail on this store, and how.
 EXAMPLES_REFUSED = {
-    ("/updates/{id}", "get"): 404,     # no update with the example id was ever posted
-    ("/updates/{id}", "head"): 404,
+    ("/updates/{uid}", "get"): 404,     # no update with the example id was ever posted
+    ("/updates/{uid}", "head"): 404,
     ("/health", "get"): 503,           # no writer runs here, so it has no fresh heartbeat
     ("/health", "head"): 503,
 }
@@ -341,7 +341,7 @@ def test_real_posts_and_their_updates_are_answered_as_documented(app, site, path
         "application/x-www-form-urlencoded", update_form("ops", site[1], real_data(path, commit=True))))
     assert_documented(operation, response, f"POST {url}")
     assert response.status_int == 202
-    update = DOCUMENT["paths"]["/updates/{id}"]
+    update = DOCUMENT["paths"]["/updates/{uid}"]
     for method in ("get", "head"):
         for query in ("", "?format=json"):
             status = send(app, method, f"/updates/{response.headers['X-FPlane-Update']}{query}")

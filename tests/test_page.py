@@ -9,7 +9,6 @@ import re
 import xml.etree.ElementTree as ET
 from dataclasses import replace
 from html.parser import HTMLParser
-from types import SimpleNamespace
 
 import pytest
 
@@ -17,8 +16,9 @@ from tests.fplane_samples import make_rows
 from tests.test_svgmap import contrast
 from wsgi.dates import format_micros
 from wsgi.page import PALETTE, TIMELINE_LIMIT, PageView, diff_url, render_page, view_url
+from wsgi.diff import Change
 from wsgi.store import Version
-from wsgi.svgmap import render_map
+from wsgi.svgmap import LABELS, render_map
 
 HOUR = 3600 * 10**6
 START = 1530939600 * 10**6  # 2018-07-07T05:00:00Z
@@ -140,7 +140,7 @@ def test_page_colours_have_contrast_of_4_5(name):
 
 def test_form_carries_the_state_and_keeps_the_values():
     view = make_view(date_value="2018-07-08T05:00:00Z", compare_value="20180707",
-                     actual=True, full=False)
+                     actual=True, full=False, labels="spectrograph")
     root = parse(render_page(view))
     form = by_id(root, "view-form")
     assert (form.tag, form.get("action"), form.get("method")) == ("form", "/", "get")
@@ -154,6 +154,11 @@ def test_form_carries_the_state_and_keeps_the_values():
         selected = [o.get("value") for o in select.iter("option") if "selected" in o.attrib]
         assert selected == [chosen]
         assert {o.get("value") for o in select.iter("option")} == {"0", "1"}
+    labels = form.find(".//select[@id='labels']")
+    assert labels.get("name") == "labels"
+    assert [o.get("value") for o in labels.iter("option")] == list(LABELS)
+    assert [o.get("value") for o in labels.iter("option") if "selected" in o.attrib] == \
+        ["spectrograph"]
     assert form.find(".//button[@type='submit']") is not None
 
 
@@ -161,7 +166,7 @@ def test_every_control_has_a_label():
     root = parse(render_page(make_view()))
     labels = {label.get("for") for label in root.iter("label")}
     controls = [*root.iter("input"), *root.iter("select")]
-    assert len(controls) == 4
+    assert len(controls) == 5
     assert all(control.get("id") in labels for control in controls)
 
 
@@ -198,7 +203,10 @@ def test_map_is_the_inline_svg_in_figure_map():
     inline = ET.fromstring(html[html.index("<svg"):html.index("</svg>") + len("</svg>")])
     assert len([g for g in inline.iter("{http://www.w3.org/2000/svg}g")
                 if g.get("data-ifuslot")]) == len(make_rows())
-    assert "width:100%;min-width:40rem;height:auto" in html  # fits the layout, scrolls on a phone
+    # Scaled to the width of its column, on a phone too: no sideways scrolling.
+    assert "#map svg{display:block;width:100%;height:auto}" in html
+    assert "min-width" not in html[html.index("#map svg"):].split("}")[0]
+    assert "seat, IFU and spectrograph" in text(figure.find("figcaption"))
 
 
 def test_download_and_other_links():
@@ -211,7 +219,14 @@ def test_download_and_other_links():
     assert download.tag == "a" and "download" in download.attrib
     assert download.get("href") == view.download_url
     hrefs = {a.get("href") for a in root.iter("a")}
-    assert {view.map_url, "/history", "/feed"} <= hrefs
+    assert {view.map_url, "/history", "/history?format=json", "/feed"} <= hrefs
+
+
+def test_the_version_history_link_offers_both_forms():
+    nav = parse(render_page(make_view())).find(".//header/nav")
+    links = {a.text: a.get("href") for a in nav.iter("a")}
+    assert links["text"] == "/history" and links["JSON"] == "/history?format=json"
+    assert "Version history (text, JSON)" in text(nav)
 
 
 def test_nothing_to_show():
@@ -224,12 +239,28 @@ def test_nothing_to_show():
     assert len(by_id(root, "timeline").findall("li")) == 4
 
 
+def test_a_date_that_could_not_be_read_shows_the_error_and_no_map():
+    message = "'next tuesday' is not a date; accepted forms: ..."
+    html = render_page(make_view(shown=None, instant="", svg="", date_value="next tuesday",
+                                 message=message))
+    root = parse(html)
+    alerts = [e for e in root.iter() if e.get("role") == "alert"]
+    assert [text(a) for a in alerts] == [message]
+    assert root.find(".//svg") is None and by_id(root, "map") is None
+    assert by_id(root, "download") is None
+    assert text(by_id(root, "plane-heading")) == "No map shown"
+    assert "could not be read" in text(by_id(root, "shown-version"))
+    assert "date not read" in text(root.find(".//title"))
+    assert by_id(root, "date").get("value") == "next tuesday"   # to correct it
+    assert len(by_id(root, "timeline").findall("li")) == 4     # or to pick a version
+
+
 # --------------------------------------------------------------------------
 # The timeline
 
 def test_timeline_lists_every_version_newest_first_with_links():
     history = versions(4)
-    root = parse(render_page(make_view(history, actual=True, full=False)))
+    root = parse(render_page(make_view(history, actual=True, full=False, labels="ifu")))
     timeline = by_id(root, "timeline")
     assert timeline.tag == "ol"
     items = timeline.findall("li")
@@ -239,7 +270,8 @@ def test_timeline_lists_every_version_newest_first_with_links():
         li = by_version[version.id]
         view = li.find("a[@class='view']")
         # The toggles of the page are kept in the link.
-        assert view.get("href") == f"/?date={iso(version)}&actual_pos=1&full_fplane=0"
+        assert view.get("href") == \
+            f"/?date={iso(version)}&actual_pos=1&full_fplane=0&labels=ifu"
         words = text(li)
         assert iso(version) in words and version.station in words
         assert version.comment in words and f"{version.active_ifus} active IFUs" in words
@@ -304,15 +336,24 @@ def test_message_is_shown_in_an_alert():
     assert not [e for e in parse(render_page(make_view())).iter() if e.get("role") == "alert"]
 
 
-def test_changes_are_listed_with_a_link_to_the_comparison():
-    changes = (SimpleNamespace(kind="moved", text="IFU 073 moved from seat 021 to seat 024"),
-               SimpleNamespace(kind="removed", text="seat 046 lost its spectrograph <008>"))
+def test_changes_are_listed_with_a_link_to_the_comparison_and_each_to_its_seat():
+    changes = (Change("moved", 24, "IFU 073 moved from seat 021 to seat 024"),
+               Change("deactivated", 46, "seat 046 lost its spectrograph <008>"),
+               Change("special_removed", 640, "special row 640 removed"))
     view = make_view(compare_value="20180707", changes=changes,
-                     compare_url="/diff/20180707/20180708")
-    root = parse(render_page(view))
+                     compare_url="/diff/20180707/20180708", seats=make_rows())
+    html = render_page(view)
+    root = parse(html)
     items = by_id(root, "changes").findall("li")
     assert [text(li) for li in items] == [c.text for c in changes]
     assert items[0].get("class") == "change kind-moved"
+    assert [li.find("a").get("href") if li.find("a") is not None else None for li in items] == \
+        ["#seat-024", "#seat-046", None]   # seat 640 is not drawn: nothing to lead to
+    # ...and each target is the seat's element in the inline drawing.
+    inline = ET.fromstring(html[html.index("<svg"):html.index("</svg>") + len("</svg>")])
+    ids = {g.get("id"): g.get("data-ifuslot") for g in inline.iter("{http://www.w3.org/2000/svg}g")
+           if g.get("id")}
+    assert ids["seat-024"] == "024" and ids["seat-046"] == "046"
     assert "/diff/20180707/20180708" in {a.get("href") for a in root.iter("a")}
 
 
@@ -328,9 +369,9 @@ def test_no_change_and_no_comparison():
 
 def test_view_and_diff_urls_are_quoted():
     assert view_url("2018-07-07T05:00:00Z", False, True) == \
-        "/?date=2018-07-07T05:00:00Z&actual_pos=0&full_fplane=1"
-    assert view_url("2018-07-07T05:00:00+05:00&x=1", True, False) == \
-        "/?date=2018-07-07T05:00:00%2B05:00%26x%3D1&actual_pos=1&full_fplane=0"
+        "/?date=2018-07-07T05:00:00Z&actual_pos=0&full_fplane=1&labels=all"
+    assert view_url("2018-07-07T05:00:00+05:00&x=1", True, False, "ifu") == \
+        "/?date=2018-07-07T05:00:00%2B05:00%26x%3D1&actual_pos=1&full_fplane=0&labels=ifu"
     assert diff_url("2018-07-07T05:00:00Z", "a/b c") == "/diff/2018-07-07T05:00:00Z/a%2Fb%20c"
 
 

@@ -431,21 +431,12 @@ def test_a_good_store_has_no_integrity_problems(store, story):
      r"configuration {id}: rows do not match their content hash"),
     ("DELETE FROM configuration_rows WHERE configuration_id = ?",
      r"its configuration has no rows"),
-    ("UPDATE configurations SET full_text = replace(full_text, '013', '031') WHERE id = ?",
-     r"configuration {id}: its stored file text does not match its rows"),
-], ids=["specid changed", "x changed", "row deleted", "all rows deleted", "served text changed"])
+], ids=["specid changed", "x changed", "row deleted", "all rows deleted"])
 def test_a_tampered_configuration_is_reported(store, story, path, tamper, expected):
     configuration_id = story["B"].configuration_id
     raw_update(path, tamper, configuration_id)
     problems = store.integrity_problems()
     assert any(re.search(expected.format(id=configuration_id), p) for p in problems), problems
-
-
-def test_the_served_text_is_rendered_once_when_recorded(store, story):
-    configuration_id = story["B"].configuration_id
-    rows = store.configuration_rows(configuration_id)
-    assert store.configuration_text(configuration_id, full=True) == fplane.render_fplane(rows, (), True)
-    assert store.configuration_text(configuration_id, full=False) == fplane.render_fplane(rows, (), False)
 
 
 # -- backup -----------------------------------------------------------------------------
@@ -508,9 +499,9 @@ def test_as_of_queries_search_the_index_instead_of_scanning(store, story, positi
         assert not any("TEMP B-TREE" in step for step in plan), plan
 
 
-def test_a_schema_1_store_keeps_its_history_when_init_migrates_it_to_the_update_records(path):
+def test_a_schema_1_store_keeps_its_history_when_init_migrates_it(path):
     """A store made before the update path (schema 1) is refused until migrated, then has
-    its versions and the updates table."""
+    its versions and the updates table, and no longer the rendered texts (schema 3)."""
     db = sqlite3.connect(path)
     db.executescript(store_module._MIGRATIONS[0] + "PRAGMA user_version = 1;")
     db.execute("INSERT INTO configurations (content_hash, active_ifus, full_text, short_text)"
@@ -522,8 +513,10 @@ def test_a_schema_1_store_keeps_its_history_when_init_migrates_it_to_the_update_
     with pytest.raises(StoreUnavailable, match="fplane-admin init"):
         Store.open_readonly(path)
     with Store.open_writable(path, create=True) as store:
-        assert store.schema_version() == SCHEMA_VERSION == 2
+        assert store.schema_version() == SCHEMA_VERSION == 3
         assert [v.comment for v in store.history()] == ["old"]
+        columns = {row[1] for row in store._db.execute("PRAGMA table_info(configurations)")}
+        assert columns == {"id", "content_hash", "active_ifus"}
         assert store.update_by_id("0" * 20) is None
         assert store.updates_in_state("held") == []
 

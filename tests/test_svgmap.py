@@ -6,6 +6,7 @@ well-formed XML) and checked the way a person reads the map: each seat at its X_
 """
 from __future__ import annotations
 
+import math
 import re
 import xml.etree.ElementTree as ET
 
@@ -20,7 +21,8 @@ from tests.fplane_samples import (
     measured_positions,
 )
 from wsgi.fplane import GRID_SLOTS, REFERENCE_ROW, VIRUS_SLOTS, Row, with_positions
-from wsgi.svgmap import BACKGROUND, PALETTE, SEAT_STATES, render_map, seat_state
+from wsgi.svgmap import (BACKGROUND, CHANGED, OFFSET, OFFSET_MAGNIFICATION, PALETTE, SEAT_STATES,
+                         render_map, seat_state)
 
 SVG = "{http://www.w3.org/2000/svg}"
 
@@ -108,6 +110,7 @@ def test_one_seat_group_per_row_with_the_data_attributes():
         g = drawn[row.ifuslot]
         state = seat_state(row)
         assert g.get("class") == f"seat state-{state}"
+        assert g.get("id") == f"seat-{row.ifuslot:03d}"
         assert g.get("data-state") == state
         assert g.get("data-ifuslot") == f"{row.ifuslot:03d}"
         assert g.get("data-ifuid") == f"{row.ifuid:03d}"
@@ -162,33 +165,137 @@ def test_lrs2_special_fibres_and_the_field_centre():
 # --------------------------------------------------------------------------
 # Labels
 
-def test_seats_are_labelled_with_seat_and_ifu_and_the_spectrograph_is_on_hover():
+def test_seats_show_seat_ifu_and_spectrograph_and_the_title_says_which_is_which():
     rows = [REFERENCE_ROW, Row(21, -350.0, 350.0, 315, 218, 73),
             Row(13, -450.0, 150.0, 0, 241, 43, active=False),
             Row(14, -450.0, 50.0, 0, 0, 0, active=False)]
-    drawn = seats(parse(render_map(rows, title="t")))
-    assert texts(drawn[21]) == ["021", "073"]
+    drawn = seats(parse(render_map(rows, title="t")))   # the default: all three
+    assert texts(drawn[21]) == ["021", "073", "315"]
+    assert [t.get("class") for t in drawn[21].iter(SVG + "text")] == ["slot", "ifu", "spec"]
     assert title(drawn[21]) == "seat 021, IFU 073, spectrograph 315 (slot 218)"
-    assert texts(drawn[13]) == ["013", "043"]
+    assert texts(drawn[13]) == ["013", "043"]          # no spectrograph: no third line
     assert title(drawn[13]) == "seat 013, IFU 043, no spectrograph (slot 241)"
     assert texts(drawn[14]) == ["014"]
     assert title(drawn[14]) == "seat 014, empty"
 
 
-def test_spectrograph_ids_appear_only_in_titles():
+@pytest.mark.parametrize("labels, lines", [("all", ["slot", "ifu", "spec"]),
+                                           ("ifu", ["slot", "ifu"]),
+                                           ("spectrograph", ["slot", "spec"])])
+def test_the_labels_option_chooses_the_lines_and_the_key_names_them(labels, lines):
     rows = make_rows()
-    drawn = seats(parse(render_map(rows, title="t")))
+    root = parse(render_map(rows, title="t", labels=labels))
+    drawn = seats(root)
     checked = 0
     for row in rows:
         if seat_state(row) != "active":
             continue
         g = drawn[row.ifuslot]
-        specid = f"{row.specid:03d}"
-        assert f"spectrograph {specid}" in title(g)
-        if specid not in (f"{row.ifuslot:03d}", f"{row.ifuid:03d}"):
-            assert not any(specid in t for t in texts(g))
-            checked += 1
+        values = {"slot": f"{row.ifuslot:03d}", "ifu": f"{row.ifuid:03d}",
+                  "spec": f"{row.specid:03d}"}
+        assert texts(g) == [values[line] for line in lines]
+        # Every line inside the 51" square, none on top of another.
+        ys = [float(t.get("y")) + row.y for t in g.iter(SVG + "text")]
+        assert ys == sorted(ys) and min(b - a for a, b in zip(ys, ys[1:])) >= 14
+        assert -25.5 + 14 <= ys[0] and ys[-1] <= 25.5 - 3
+        assert f"spectrograph {row.specid:03d}" in title(g)   # on hover whatever is shown
+        checked += 1
     assert checked > 50
+    key = next(t for t in root.iter(SVG + "text") if t.get("class") == "legend-text label-key")
+    assert ("IFU (IFUID)" in key.text) == ("ifu" in lines)
+    assert ("spectrograph (SPECID)" in key.text) == ("spec" in lines)
+    assert "seat (IFUSLOT)" in key.text
+
+
+def test_an_unknown_labels_option_is_refused():
+    with pytest.raises(ValueError, match="labels"):
+        render_map(make_rows(), title="t", labels="specid")
+
+
+# --------------------------------------------------------------------------
+# Layers: the changed seats, the measured offsets
+
+def rings(root: ET.Element) -> dict[int, ET.Element]:
+    return {slot: ring for slot, g in seats(root).items()
+            for ring in g.iter(SVG + "rect") if ring.get("class") == "ring"}
+
+
+def legend_layers(root: ET.Element) -> dict[str, str]:
+    return {g.get("data-layer"): " ".join("".join(g.itertext()).split())
+            for g in root.iter(SVG + "g") if g.get("data-layer")}
+
+
+def test_changed_seats_are_ringed_named_by_id_and_counted_in_the_key():
+    root = parse(render_map(make_rows(), title="t", changed={21, 24, 56, 641},
+                            changed_since="2018-02-12T06:00:00Z"))
+    ringed = rings(root)
+    assert sorted(ringed) == [21, 24, 56]      # 641 is not drawn
+    x, y, w, h = (float(ringed[21].get(a)) for a in ("x", "y", "width", "height"))
+    cx, cy, sw, sh = rect_centre(seats(root)[21])
+    assert (x + w / 2, y + h / 2) == (cx, cy) and w > sw + 8 and h > sh + 8   # around the seat
+    assert "changed" in seats(root)[21].get("class").split()
+    assert "changed" not in seats(root)[22].get("class").split()
+    assert seats(root)[21].get("id") == "seat-021"
+    assert legend_layers(root) == {"changed": "changed since 2018-02-12T06:00:00Z (3 seats)"}
+
+
+def test_no_comparison_no_ring_and_no_key_but_an_empty_one_says_so():
+    plain = parse(render_map(make_rows(), title="t"))
+    assert rings(plain) == {} and legend_layers(plain) == {}
+    nothing = parse(render_map(make_rows(), title="t", changed=set(), changed_since="x"))
+    assert rings(nothing) == {}
+    assert legend_layers(nothing) == {"changed": "changed since x (0 seats)"}
+
+
+def arrow(g: ET.Element) -> tuple[float, float, float, float] | None:
+    """(tail x, tail y, tip x, tip y) of a seat's offset arrow."""
+    line = next((p for p in g.iter(SVG + "path") if p.get("class") == "offset"), None)
+    head = next((p for p in g.iter(SVG + "path") if p.get("class") == "offset-head"), None)
+    if line is None:
+        return None
+    x0, y0 = map(float, re.match(r"M(\S+) (\S+)L", line.get("d")).groups())
+    x1, y1 = map(float, re.match(r"M(\S+) (\S+)L", head.get("d")).groups())
+    return x0, y0, x1, y1
+
+
+def test_measured_offsets_are_arrows_from_nominal_magnified_by_the_stated_factor():
+    measured = measured_positions(VIRUS_SLOTS)
+    nominal = make_rows()
+    offsets = {r.ifuslot: (measured[r.ifuslot][0] - r.x, measured[r.ifuslot][1] - r.y)
+               for r in nominal if r.ifuslot in measured}
+    root = parse(render_map(with_positions(nominal, measured), title="t", offsets=offsets))
+    drawn = seats(root)
+    checked = 0
+    for row in nominal:
+        g = drawn[row.ifuslot]
+        if row.ifuslot not in offsets:
+            assert "measured" not in g.get("class").split() and arrow(g) is None
+            continue
+        assert "measured" in g.get("class").split()
+        corners = [p for p in g.iter(SVG + "path") if p.get("class") == "measured-corner"]
+        assert len(corners) == 1
+        dx, dy = offsets[row.ifuslot]
+        drawn_arrow = arrow(g)
+        if math.hypot(dx, dy) * OFFSET_MAGNIFICATION < 1:
+            continue   # a dot at nominal, nothing to point
+        x0, y0, x1, y1 = drawn_arrow
+        assert (x0, y0) == (pytest.approx(row.x, abs=0.01), pytest.approx(-row.y, abs=0.01))
+        assert x1 - x0 == pytest.approx(dx * OFFSET_MAGNIFICATION, abs=0.02)
+        assert y1 - y0 == pytest.approx(-dy * OFFSET_MAGNIFICATION, abs=0.02)   # Y_FP up
+        assert f"measured {dx:.2f}".rstrip("0").rstrip(".") in title(g)
+        checked += 1
+    assert checked > 40
+    key = legend_layers(root)["measured"]
+    assert f"\u00d7 {OFFSET_MAGNIFICATION}" in key and f"measured seats ({len(offsets)})" in key
+    sample = next(g for g in root.iter(SVG + "g") if g.get("data-layer") == "measured")
+    x0, _, x1, _ = arrow(sample)
+    assert x1 - x0 == pytest.approx(0.5 * OFFSET_MAGNIFICATION) and "sample 0.5 arcsec" in key
+
+
+def test_measured_positions_asked_but_none_known_says_so_in_the_key():
+    root = parse(render_map(make_rows(), title="t", offsets={}))
+    assert "no measured positions" in legend_layers(root)["unmeasured"]
+    assert not [g for g in seats(root).values() if "measured" in g.get("class").split()]
 
 
 def test_label_fonts_are_readable_at_the_plane_scale():
@@ -277,3 +384,9 @@ def test_text_contrast_is_at_least_4_5_and_outlines_3(state):
     assert contrast(ink, on) >= 4.5
     assert contrast(ink, BACKGROUND) >= 4.5
     assert contrast(stroke, BACKGROUND) >= 3
+
+
+@pytest.mark.parametrize("layer", [CHANGED, OFFSET])
+def test_layer_colours_stand_out_from_white_and_every_seat_fill(layer):
+    for fill in [BACKGROUND, *(PALETTE[s][0] for s in ("active", "bundle", "empty", "lrs2"))]:
+        assert contrast(layer, fill) >= 3, fill

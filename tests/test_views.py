@@ -245,6 +245,68 @@ def test_page_before_the_history_starts_is_a_404_page(app):
     assert 'data-version=""' in response.text
 
 
+def test_page_with_a_bad_date_draws_no_map_of_another_instant(app):
+    html = app.get("/?date=next+tuesday&compare=20180615", status=400).text
+    assert "next tuesday" in html[html.index('role="alert"'):]
+    assert "<svg" not in html and 'id="download"' not in html and "No map shown" in html
+
+
+def inline_map(html: str):
+    return ET.fromstring(html[html.index("<svg"):html.index("</svg>") + len("</svg>")])
+
+
+def test_page_comparing_two_instants_rings_the_changed_seats_and_links_each_change_to_its_seat(app):
+    html = app.get("/?date=20180715&compare=20180615").text
+    drawn = seats(ET.tostring(inline_map(html)))
+    changed = sorted(slot for slot, g in drawn.items() if "changed" in g.get("class").split())
+    assert changed == ["021", "025"]                 # the two seats of the swap
+    assert 'href="#seat-021"' in html and 'href="#seat-025"' in html
+    assert drawn["021"].get("id") == "seat-021"
+    assert "changed since 2018-06-15T05:00:00Z (2 seats)" in html
+    # The drawing alone shows the same, from the link under the map.
+    link = html[html.index('href="/map/'):].split('"')[1].replace("&amp;", "&")
+    assert "compare=20180615" in link and "labels=all" in link
+    alone = seats(app.get(link).body)
+    assert sorted(s for s, g in alone.items() if "changed" in g.get("class").split()) == changed
+
+
+def test_page_with_measured_positions_marks_the_measured_seats_with_their_offsets(config, app):
+    measured = measured_positions([32, 33])
+    path = config.parent / "positions.txt"
+    # A short file, as astrometry writes it: the active seats, each at its measured position.
+    path.write_text(fplane.render_fplane(make_rows(ANOTHER, positions=measured), [], full=False))
+    status, _, err = run_admin(config, "import", str(path), "--valid-from", "20180810", "--positions")
+    assert status == 0, err
+    html = app.get("/?date=20180815&actual_pos=1").text
+    drawn = seats(ET.tostring(inline_map(html)))
+    marked = sorted(slot for slot, g in drawn.items() if "measured" in g.get("class").split())
+    assert marked == sorted(f"{s:03d}" for s in ANOTHER)
+    arrows = sorted(slot for slot, g in drawn.items()
+                    if any(p.get("class") == "offset" for p in g.iter(f"{SVG}path")))
+    assert arrows == ["032"]     # the others were measured where they should be
+    assert "arrow: offset from nominal \u00d7 40" in html
+    # Nominal positions, or measured ones before any were taken: nothing marked, and said so.
+    nominal = seats(ET.tostring(inline_map(app.get("/?date=20180815").text)))
+    assert not [g for g in nominal.values() if "measured" in g.get("class").split()]
+    assert "no measured positions at this instant" in app.get("/?date=20180715&actual_pos=1").text
+
+
+@pytest.mark.parametrize("labels, lines", [("all", 3), ("ifu", 2), ("spectrograph", 2)])
+def test_labels_choose_what_the_seats_show_on_the_page_and_the_drawing_alone(app, labels, lines):
+    specid = f"{SWAP[21][0]:03d}"
+    html = app.get(f"/?date=20180715&labels={labels}").text
+    for svg in (ET.tostring(inline_map(html)), app.get(f"/map/20180715.svg?labels={labels}").body):
+        texts = [t.text for t in seats(svg)["021"].iter(f"{SVG}text")]
+        assert len(texts) == lines and (specid in texts) == (labels != "ifu")
+    assert f"labels={labels}" in html[html.index('id="timeline"'):]   # kept by the links
+
+
+def test_an_unknown_labels_value_is_a_coded_bad_parameter(app):
+    for path in ("/?labels=specid", "/map/20180715.svg?labels=specid"):
+        response = app.get(path, status=400)
+        assert response.headers["X-FPlane-Code"] == "306" and "labels must be" in response.text
+
+
 def test_the_plain_text_index_is_still_there_for_terminals(app):
     assert app.get("/?format=txt").text.startswith("100 fplaneserver")
 

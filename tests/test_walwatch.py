@@ -1,4 +1,4 @@
-"""The web worker's "has the store changed?" (wsgi/app.py WorkerStore, wsgi/walwatch.py).
+"""The web worker's "has the store changed?" (wsgi/store.py WorkerStore, wsgi/walwatch.py).
 
 A worker serves kept responses until the store changes, so a missed commit means stale
 fplane files. These tests commit from another process, as the writer does, through WAL
@@ -12,8 +12,7 @@ import sys
 
 import pytest
 
-from wsgi.app import WorkerStore
-from wsgi.store import Store
+from wsgi.store import Store, WorkerStore
 from wsgi.walwatch import HEADER_BYTES, wal_index
 
 # A writer in another process: one line in, one transaction (or checkpoint), one line out.

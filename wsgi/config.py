@@ -55,22 +55,46 @@ class Config:
         return self.data_dir / STORE_FILENAME
 
 
-# section -> key -> default; None marks a required key. An unknown key in one of these
-# sections is an error: a typo ("datadir") must not silently fall back to a default.
-SETTINGS = {
-    "General": {
-        "log": "",
-        "loglevel": "INFO",
-        "station_list": None,
-        "data_dir": None,
-        "spool_dir": None,
-    },
-    "Server": {"max_body": "1048576", "cors_origins": ""},
-    "Site": {"timezone": "America/Chicago", "static_rows": ""},
-    "Update": {"max_age": "21600", "max_future": "600"},
-    "Writer": {"sleep": "5", "max_attempts": "3"},
-    "Notify": {"smtp_host": "", "smtp_port": "25", "sender": "fplaneserver@localhost", "recipients": ""},
-}
+@dataclass(frozen=True)
+class Setting:
+    """One key of config.ini: where it is, its default (None: required), the Config field
+    it fills, how its text is read (a _Reader method), and a note for /sys/config."""
+    section: str
+    key: str
+    default: str | None
+    field: str
+    read: str
+    note: str = ""
+
+
+# Every key, once: load_config, the unknown-key check and /sys/config all come from here.
+# An unknown key in one of these sections is an error: a typo ("datadir") must not
+# silently fall back to a default.
+SETTINGS = (
+    Setting("General", "log", "", "log", "optional_path"),
+    Setting("General", "loglevel", "INFO", "loglevel", "loglevel"),
+    Setting("General", "station_list", None, "station_list", "path"),
+    Setting("General", "data_dir", None, "data_dir", "path"),
+    Setting("General", "spool_dir", None, "spool_dir", "path"),
+    Setting("Server", "max_body", "1048576", "max_body", "positive_int", "bytes"),
+    Setting("Server", "cors_origins", "", "cors_origins", "words"),
+    Setting("Site", "timezone", "America/Chicago", "timezone", "timezone"),
+    Setting("Site", "static_rows", "", "static_rows_file", "optional_path"),
+    Setting("Update", "max_age", "21600", "max_age", "positive_int", "seconds"),
+    Setting("Update", "max_future", "600", "max_future", "whole_seconds", "seconds"),
+    Setting("Writer", "sleep", "5", "writer_sleep", "sleep_seconds", "seconds"),
+    Setting("Writer", "max_attempts", "3", "max_attempts", "positive_int"),
+    Setting("Notify", "smtp_host", "", "smtp_host", "text"),
+    Setting("Notify", "smtp_port", "25", "smtp_port", "port"),
+    Setting("Notify", "sender", "fplaneserver@localhost", "sender", "text"),
+    Setting("Notify", "recipients", "", "recipients", "words"),
+)
+SECTIONS = tuple(dict.fromkeys(s.section for s in SETTINGS))
+
+
+def default(section: str, key: str) -> str | None:
+    """The value config.ini falls back to for [section] key (None: the key is required)."""
+    return next(s.default for s in SETTINGS if (s.section, s.key) == (section, key))
 
 
 def load_config(path) -> Config:
@@ -86,41 +110,22 @@ def load_config(path) -> Config:
         one_line = " ".join(str(err).split())
         raise ConfigError(f"{path}: not a valid ini file: {one_line}") from None
 
-    values = _checked_values(parser, path)
-    reader = _Reader(path, values)
-    static_rows_file = reader.optional_path("Site", "static_rows")
-    return Config(
-        path=path,
-        log=reader.optional_path("General", "log"),
-        loglevel=reader.loglevel("General", "loglevel"),
-        station_list=reader.path("General", "station_list"),
-        data_dir=reader.path("General", "data_dir"),
-        spool_dir=reader.path("General", "spool_dir"),
-        max_body=reader.number("Server", "max_body", int, minimum=1),
-        cors_origins=reader.words("Server", "cors_origins"),
-        timezone=reader.timezone("Site", "timezone"),
-        static_rows_file=static_rows_file,
-        static_rows=reader.static_rows("Site", "static_rows", static_rows_file),
-        max_age=reader.number("Update", "max_age", int, minimum=1),
-        max_future=reader.number("Update", "max_future", int, minimum=0),
-        writer_sleep=reader.number("Writer", "sleep", float, minimum=0.01),
-        max_attempts=reader.number("Writer", "max_attempts", int, minimum=1),
-        smtp_host=values["Notify"]["smtp_host"],
-        smtp_port=reader.number("Notify", "smtp_port", int, minimum=1, maximum=65535),
-        sender=values["Notify"]["sender"],
-        recipients=reader.words("Notify", "recipients"),
-    )
+    reader = _Reader(path, _checked_values(parser, path))
+    fields = {s.field: getattr(reader, s.read)(s.section, s.key) for s in SETTINGS}
+    return Config(path=path, static_rows=reader.static_rows("Site", "static_rows",
+                                                            fields["static_rows_file"]), **fields)
 
 
 def _checked_values(parser, path) -> dict[str, dict[str, str]]:
     """Section -> key -> stripped text, defaults filled in; raises for missing or unknown keys."""
-    unknown_sections = sorted(set(parser.sections()) - set(SETTINGS))
+    unknown_sections = sorted(set(parser.sections()) - set(SECTIONS))
     if unknown_sections:
         # A misspelt section ("[Writter]") would otherwise silently fall back to defaults.
         raise ConfigError(f"{path}: [{unknown_sections[0]}]: unknown section "
-                          f"(known: {', '.join(SETTINGS)})")
+                          f"(known: {', '.join(SECTIONS)})")
     values = {}
-    for section, keys in SETTINGS.items():
+    for section in SECTIONS:
+        keys = {s.key: s.default for s in SETTINGS if s.section == section}
         given = dict(parser.items(section)) if parser.has_section(section) else None
         if given is None and any(default is None for default in keys.values()):
             raise ConfigError(f"{path}: section [{section}] is missing")
@@ -171,6 +176,21 @@ class _Reader:
             self._fail(section, key, f"must be {bounds}")
         return value
 
+    def positive_int(self, section, key) -> int:
+        return self.number(section, key, int, minimum=1)
+
+    def whole_seconds(self, section, key) -> int:
+        return self.number(section, key, int, minimum=0)
+
+    def sleep_seconds(self, section, key) -> float:
+        return self.number(section, key, float, minimum=0.01)
+
+    def port(self, section, key) -> int:
+        return self.number(section, key, int, minimum=1, maximum=65535)
+
+    def text(self, section, key) -> str:
+        return self._values[section][key]
+
     def words(self, section, key) -> tuple[str, ...]:
         return tuple(self._values[section][key].replace(",", " ").split())
 
@@ -187,6 +207,7 @@ class _Reader:
             self._fail(section, key, "not an IANA time zone name (e.g. America/Chicago)")
 
     def static_rows(self, section, key, path: Path | None) -> tuple[fplane.Row, ...]:
+        """The rows of the file [section] key names (read as optional_path)."""
         if path is None:
             return (fplane.REFERENCE_ROW,)
         try:

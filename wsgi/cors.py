@@ -7,8 +7,10 @@ any other method is answered without the Access-Control-Allow-* headers and the 
 refuses the request itself.
 """
 
+from webob import Response
+
 from wsgi import codes
-from wsgi.responses import Prepared
+from wsgi.responses import respond
 
 SHARED_METHODS = "GET, HEAD"
 # Request headers a reading page may send beyond the CORS-safelisted ones: conditional
@@ -45,10 +47,9 @@ class CorsPolicy:
                         ("Access-Control-Expose-Headers", EXPOSED_HEADERS)]
         return headers
 
-    def preflight(self, environ, methods) -> Prepared:
+    def preflight(self, environ, methods) -> Response:
         """The answer to OPTIONS on a path: the path's ``methods``, and CORS approval for reading."""
-        headers = [("Allow", ", ".join((*methods, "OPTIONS"))), ("X-FPlane-Code", str(codes.OK)),
-                   ("Cache-Control", "no-store")]
+        headers = [("Allow", ", ".join((*methods, "OPTIONS")))]
         if not self._any:
             headers.append(("Vary", "Origin"))
         origin = self.allowed_origin(environ)
@@ -64,4 +65,4 @@ class CorsPolicy:
             ]
             if requested:
                 headers.append(("Access-Control-Allow-Headers", ", ".join(sorted(requested))))
-        return Prepared("204 No Content", headers, b"", code=codes.OK)
+        return respond(codes.OK, b"", None, status="204 No Content", headers=headers)

@@ -24,7 +24,6 @@ import mmap
 import os
 import resource
 import time
-import weakref
 from dataclasses import dataclass
 from typing import Callable
 
@@ -102,13 +101,6 @@ def uwsgi_worker_count() -> int | None:
     return int(uwsgi.numproc)
 
 
-# Counters to tell about a fork (os.fork, fork-based servers). Weak: a Service a test
-# dropped must not live on. uWSGI forks its workers in C without these hooks, which is
-# fine: its master never records, so a worker's first record() claims its slot anyway.
-_LIVE_COUNTERS: "weakref.WeakSet[RequestCounters]" = weakref.WeakSet()
-os.register_at_fork(after_in_child=lambda: [c._after_fork() for c in list(_LIVE_COUNTERS)])
-
-
 class RequestCounters:
     """Responses by code and status, and resource usage, of every worker sharing this map.
 
@@ -130,13 +122,14 @@ class RequestCounters:
         self._map = mmap.mmap(-1, self._slots * SLOT_FIELDS * _FIELD_BYTES)
         self._counts = memoryview(self._map).cast("q")
         self._base = -1                   # this process's slot * SLOT_FIELDS; -1: not claimed
-        self._forked_from_recorder = False
+        self._owner = None                # the pid that claimed it
         self._fields: dict = {}           # (code, status line) -> the two counters to increment
         self._next_sample = 0.0
-        _LIVE_COUNTERS.add(self)
 
     def record(self, code: int, status: str) -> None:
         """Count one response: its X-FPlane-Code and the status line actually sent."""
+        if self._owner != os.getpid():
+            self._claim_slot()   # the first response of this process (a forked worker)
         fields = self._fields.get((code, status))
         if fields is None:
             fields = self._fields_of(code, status)
@@ -150,8 +143,6 @@ class RequestCounters:
     def _fields_of(self, code: int, status: str) -> tuple[int, int]:
         """The two counters (code, status) of this process's slot that count such a
         response; remembered, because a server sends few distinct pairs."""
-        if self._base < 0:
-            self._claim_slot()
         base = self._base
         fields = (base + _CODES_AT + _CODE_PLACE.get(code, len(CODE_KEYS)),
                   base + _STATUSES_AT + _STATUS_PLACE.get(status[:3], len(STATUS_KEYS)))
@@ -159,7 +150,7 @@ class RequestCounters:
         return fields
 
     def snapshot(self) -> Counts:
-        if self._base >= 0:
+        if self._owner == os.getpid():
             self._sample(time.monotonic())  # this worker's own line is current
         values = self._counts.tolist()
         by_code = dict.fromkeys([*map(str, CODE_KEYS), OTHER], 0)
@@ -202,11 +193,13 @@ class RequestCounters:
         return "this process", f"the requests answered by this process (pid {pid})"
 
     def _claim_slot(self) -> None:
-        """Find this process's slot, once per process (at its first record)."""
+        """Find this process's slot, once per process (at its first record). uWSGI's master
+        never records, so each worker it forks claims the slot of its worker id. A process
+        forked from one that counted already would name that process's slot: it counts alone."""
         pid = os.getpid()
         slot = 0
         if pid != self._creator_pid and not self._private:
-            slot = None if self._forked_from_recorder else self._worker_slot()
+            slot = None if self._owner is not None else self._worker_slot()
             if slot is None or not 0 < slot < self._slots:
                 # No slot of its own: sharing another's would lose increments to a race.
                 self._go_private()
@@ -216,6 +209,7 @@ class RequestCounters:
         counts[base + PID] = pid
         counts[base + PROCESSES] += 1
         self._base = base
+        self._owner = pid
         self._fields = {}
         self._next_sample = 0.0
 
@@ -233,13 +227,6 @@ class RequestCounters:
         counts[base + STIME] = int(usage.ru_stime * 1e6)
         counts[base + MAXRSS] = usage.ru_maxrss
         self._next_sample = now + SAMPLE_INTERVAL
-
-    def _after_fork(self) -> None:
-        # The child is a new process: it needs a slot of its own. If the parent counted
-        # already, the slot its worker id would name is the parent's: the child counts alone.
-        self._forked_from_recorder = self._base >= 0
-        self._base = -1
-        self._fields = {}
 
 
 # -- the views ------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ __all__ = [
     "means_now",
     "night_label",
     "parse_datestr",
+    "schema_pattern",
     "to_micros",
 ]
 
@@ -49,31 +50,66 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 ONE_MICROSECOND = timedelta(microseconds=1)
 NIGHT_TURNOVER_HOUR = 12
 
-# [0-9] rather than \d: \d matches every Unicode digit, and int() would accept them too.
-_DATE_BASIC = r"(?P<year>[0-9]{4})(?P<month>[0-9]{2})(?P<day>[0-9]{2})"
-_DATE_EXTENDED = r"(?P<year>[0-9]{4})-(?P<month>[0-9]{2})-(?P<day>[0-9]{2})"
-_TIME_EXTENDED = r"T(?P<hour>[0-9]{2}):(?P<minute>[0-9]{2}):(?P<second>[0-9]{2})"
-_TIME_BASIC = r"T(?P<hour>[0-9]{2})(?P<minute>[0-9]{2})(?P<second>[0-9]{2})"
-_FRACTION = r"(?:\.(?P<fraction>[0-9]{1,6}))?"
-# A '+' in a URL query string is decoded to a space (application/x-www-form-urlencoded),
-# so clients that do not escape it as %2B send "...T05:00:00 05:00".  Exactly one space,
-# and only directly before HH:MM, is read as '+'; nothing else about spaces is lenient.
-_OFFSET = r"(?:(?P<utc>Z)|(?P<sign>[+ -])(?P<offset_hour>[0-9]{2}):(?P<offset_minute>[0-9]{2}))?"
-# After a bare date the space is not accepted: "2018-07-07 05:00" reads like a local time,
-# and taking it for midnight at UTC+5 would silently mislead.
-_DATE_OFFSET = _OFFSET.replace("[+ -]", "[+-]")
-_SHOT = r"(?:v[0-9]{3})?"
+# -- the grammar, written once ----------------------------------------------------------------
+# parse_datestr reads these forms, and the OpenAPI document's Datestr pattern is the same
+# forms (schema_pattern): a client or fuzzer that validates against the document sends only
+# dates the server reads. Values are in range by the grammar itself (months, the days of
+# each month, leap days, hours, offsets, the years MIN_YEAR-MAX_YEAR), in syntax that
+# Python and ECMA-262 read alike. [0-9] rather than \d: \d matches every Unicode digit.
 
-_FORMS = tuple(
-    re.compile(pattern, re.ASCII)
-    for pattern in (
-        _DATE_BASIC + _SHOT + _DATE_OFFSET,
-        _DATE_EXTENDED + _DATE_OFFSET,
-        _DATE_BASIC + _TIME_EXTENDED + _FRACTION + _OFFSET,
-        _DATE_BASIC + _TIME_BASIC + _FRACTION + _OFFSET,
-        _DATE_EXTENDED + _TIME_EXTENDED + _FRACTION + _OFFSET,
-    )
+
+def _either(*alternatives: str) -> str:
+    return "(?:" + "|".join(alternatives) + ")"
+
+
+_YEAR = _either("19[0-9]{2}", "[2-8][0-9]{3}", "9[0-8][0-9]{2}", "99[0-8][0-9]", "999[0-8]")
+# Within 1900-9998: divisible by 4, and centuries only when divisible by 400.
+_LEAP_YEAR = _either("(?:19|[2-9][0-9])(?:0[48]|[2468][048]|[13579][26])",
+                     "(?:[2468][048]|[3579][26])00")
+_HOUR = "(?:[01][0-9]|2[0-3])"
+_MINUTE = "[0-5][0-9]"
+
+
+def _date(sep: str) -> str:
+    """A calendar date, YYYYMMDD or YYYY-MM-DD: read positionally (_instant_from_match)."""
+    month_day = _either(f"(?:0[13578]|1[02]){sep}(?:0[1-9]|[12][0-9]|3[01])",
+                        f"(?:0[469]|11){sep}(?:0[1-9]|[12][0-9]|30)",
+                        f"02{sep}(?:0[1-9]|1[0-9]|2[0-8])")
+    return "(?P<date>" + _either(f"{_YEAR}{sep}{month_day}", f"{_LEAP_YEAR}{sep}02{sep}29") + ")"
+
+
+def _time(sep: str) -> str:
+    return (f"T(?P<hour>{_HOUR}){sep}(?P<minute>{_MINUTE}){sep}(?P<second>{_MINUTE})"
+            r"(?:\.(?P<fraction>[0-9]{1,6}))?")
+
+
+def _offset(signs: str) -> str:
+    return f"(?:(?P<utc>Z)|(?P<sign>[{signs}])(?P<offset_hour>{_HOUR}):(?P<offset_minute>{_MINUTE}))?"
+
+
+# A '+' in a URL query string is decoded to a space (application/x-www-form-urlencoded), so
+# clients that do not escape it as %2B send "...T05:00:00 05:00". Exactly one space, and only
+# directly before HH:MM after a time, is read as '+'. After a bare date the space is not
+# accepted: "2018-07-07 05:00" reads like a local time, and taking it for midnight at UTC+5
+# would silently mislead.
+_FORM_PATTERNS = (
+    _date("") + "(?:v[0-9]{3})?" + _offset("+-"),      # YYYYMMDD, a shot id YYYYMMDDvNNN
+    _date("-") + _offset("+-"),                        # YYYY-MM-DD
+    _date("") + _time(":") + _offset("+ -"),           # YYYYMMDDTHH:MM:SS[.f]
+    _date("") + _time("") + _offset("+ -"),            # YYYYMMDDTHHMMSS[.f]
+    _date("-") + _time(":") + _offset("+ -"),          # YYYY-MM-DDTHH:MM:SS[.f]
 )
+_FORMS = tuple(re.compile(pattern, re.ASCII) for pattern in _FORM_PATTERNS)
+
+
+def schema_pattern() -> str:
+    """The accepted date strings as one anchored regular expression (the OpenAPI Datestr
+    pattern): the now words in any case, or a form, with the blanks parse_datestr forgives
+    around it. maxLength (MAX_LENGTH) goes beside it."""
+    now_words = ("".join(f"[{c.upper()}{c}]" for c in word) for word in sorted(NOW_WORDS) if word)
+    forms = (re.sub(r"\(\?P<\w+>", "(?:", pattern) for pattern in _FORM_PATTERNS)
+    blanks = "[" + "".join(f"\\x{ord(c):02x}" for c in SURROUNDING_WHITESPACE) + "]*"
+    return f"^{blanks}{_either(*now_words, *forms)}?{blanks}$"
 
 
 class DateError(ValueError):
@@ -144,13 +180,11 @@ def means_now(text: str) -> bool:
 
 
 def _instant_from_match(text, fields, site_tz):
-    year = int(fields["year"])
-    if not MIN_YEAR <= year <= MAX_YEAR:
-        raise DateError(text, f"year must be {MIN_YEAR}-{MAX_YEAR}")
-
-    offset = _offset_from_fields(text, fields)
-    has_time = fields.get("hour") is not None
-    if has_time:
+    # The grammar has put every number in range; only a zone's own limits remain.
+    digits = fields["date"].replace("-", "")
+    year, month, day = int(digits[:4]), int(digits[4:6]), int(digits[6:])
+    offset = _offset_from_fields(fields)
+    if fields.get("hour") is not None:
         fraction = fields["fraction"] or ""
         time_fields = dict(
             hour=int(fields["hour"]),
@@ -162,25 +196,18 @@ def _instant_from_match(text, fields, site_tz):
     else:
         time_fields = {}
         zone = site_tz if offset is None else offset
-
     try:
-        local = datetime(year, int(fields["month"]), int(fields["day"]), tzinfo=zone, fold=0,
-                         **time_fields)
-        return local.astimezone(UTC)
+        return datetime(year, month, day, tzinfo=zone, fold=0, **time_fields).astimezone(UTC)
     except (ValueError, OverflowError) as err:
-        # datetime's own wording ("day is out of range for month") is clear enough to show.
         raise DateError(text, str(err)) from None
 
 
-def _offset_from_fields(text, fields):
+def _offset_from_fields(fields):
     if fields["utc"]:
         return UTC
     if fields["sign"] is None:
         return None
-    hours, minutes = int(fields["offset_hour"]), int(fields["offset_minute"])
-    if hours > 23 or minutes > 59:
-        raise DateError(text, "offset must be -23:59 to +23:59")
-    delta = timedelta(hours=hours, minutes=minutes)
+    delta = timedelta(hours=int(fields["offset_hour"]), minutes=int(fields["offset_minute"]))
     return timezone(-delta if fields["sign"] == "-" else delta)
 
 

@@ -1,8 +1,8 @@
 """The OpenAPI 3.0 description of the HTTP interface, served as ``GET /openapi.json``.
 
 Built from the code's own tables wherever one exists: the codes from ``codes.CODES``, the
-date forms from ``dates.ACCEPTED_FORMS``, the size and age limits from config.ini's
-defaults. A new code or date form is therefore documented the moment it is served.
+date grammar from ``dates`` (its forms and ``schema_pattern``), the size and age limits
+from ``config.SETTINGS``. A new code or date form is therefore documented the moment it is served.
 
 Every response lists the ``X-FPlane-Code`` values it can carry, twice: as the enum of its
 ``X-FPlane-Code`` header (what validators and fuzzers check) and as the extension
@@ -14,7 +14,7 @@ import json
 import re
 from importlib import metadata
 
-from wsgi import codes, config, dates, diff
+from wsgi import codes, config, dates, diff, svgmap
 
 OPENAPI_VERSION = "3.0.3"
 
@@ -70,7 +70,6 @@ def _package_version() -> str:
 # -- the human part ------------------------------------------------------------------------
 
 def _description() -> str:
-    limits = config.SETTINGS  # the defaults config.ini falls back to
     return "\n".join([
         "The history of the HET/VIRUS focal plane configuration: the fplane file valid at any",
         "instant, updates posted by stations, and views of the history.",
@@ -94,10 +93,10 @@ def _description() -> str:
         "OPTIONS on any path answers a CORS preflight for GET from `[Server] cors_origins`.",
         "",
         f"**Limits.** Request bodies over `[Server] max_body` (default "
-        f"{limits['Server']['max_body']} bytes) are refused with 413 (code 212); a hardware "
-        f"status older than `[Update] max_age` (default {limits['Update']['max_age']} s) is "
+        f"{config.default('Server', 'max_body')} bytes) are refused with 413 (code 212); a hardware "
+        f"status older than `[Update] max_age` (default {config.default('Update', 'max_age')} s) is "
         f"code 210, one more than `[Update] max_future` (default "
-        f"{limits['Update']['max_future']} s) ahead is code 211.",
+        f"{config.default('Update', 'max_future')} s) ahead is code 211.",
     ])
 
 
@@ -209,6 +208,8 @@ ACTUAL_POS = ("`0` nominal positions, `1` measured ones where a measured positio
 FULL_FPLANE = ("`1` the full file (inactive seats commented out), `0` the short file: the "
                "000 row and the active VIRUS IFUs only")
 FORMAT = "`txt` or `json`; without it, `Accept: application/json` selects JSON"
+LABELS = ("what the drawn seats are labelled with besides their seat (IFUSLOT): `all` the IFU "
+          "(IFUID) and the spectrograph (SPECID), `ifu` the IFU, `spectrograph` the spectrograph")
 def _parameters() -> dict:
     return {
         "datestr": _date_param("datestr", "path", "20180707", "the instant; `latest` means now"),
@@ -217,60 +218,8 @@ def _parameters() -> dict:
         "known_at": _date_param("known_at", "query", "latest",
                                 "answer as the store knew it at this instant (default: now)"),
         "format": _choice("format", ("txt", "json"), "txt", FORMAT),
+        "labels": _choice("labels", tuple(svgmap.LABELS), svgmap.DEFAULT_LABELS, LABELS),
     }
-
-
-# -- the date pattern ----------------------------------------------------------------------
-# dates.parse_datestr's forms as one regular expression (ECMA-262 and Python alike), with
-# values in range: months, the days of each month, leap days, hours, offsets. A client or
-# fuzzer that validates against the document then sends only dates the server reads, and
-# every date the server reads validates. tests/test_openapi.py holds the two together.
-
-def _either(*alternatives: str) -> str:
-    return "(?:" + "|".join(alternatives) + ")"
-
-
-def _any_case(word: str) -> str:
-    return "".join(f"[{c.upper()}{c}]" for c in word)
-
-
-_YEAR = _either("19[0-9]{2}", "[2-8][0-9]{3}", "9[0-8][0-9]{2}", "99[0-8][0-9]", "999[0-8]")
-# Within 1900-9998: divisible by 4, and centuries only when divisible by 400.
-_LEAP_YEAR = _either("(?:19|[2-9][0-9])(?:0[48]|[2468][048]|[13579][26])",
-                     "(?:[2468][048]|[3579][26])00")
-_BLANKS = "[" + "".join(f"\\x{ord(c):02x}" for c in dates.SURROUNDING_WHITESPACE) + "]*"
-_HOUR = "(?:[01][0-9]|2[0-3])"
-_MINUTE = "[0-5][0-9]"
-
-
-def _date_pattern(sep: str) -> str:
-    month_day = _either(f"(?:0[13578]|1[02]){sep}(?:0[1-9]|[12][0-9]|3[01])",
-                        f"(?:0[469]|11){sep}(?:0[1-9]|[12][0-9]|30)",
-                        f"02{sep}(?:0[1-9]|1[0-9]|2[0-8])")
-    return _either(f"{_YEAR}{sep}{month_day}", f"{_LEAP_YEAR}{sep}02{sep}29")
-
-
-def _time_pattern(sep: str) -> str:
-    return f"T{_HOUR}{sep}{_MINUTE}{sep}{_MINUTE}(?:\\.[0-9]{{1,6}})?"
-
-
-def _offset_pattern(signs: str) -> str:
-    return f"(?:Z|[{signs}]{_HOUR}:{_MINUTE})?"
-
-
-def datestr_pattern() -> str:
-    """The accepted date strings, anchored. Empty means now (in a path too: /fplane/, /map/.svg),
-    blanks around a date are ignored, and dates.MAX_LENGTH is the schema's maxLength."""
-    # After a time an unescaped '+' from a query string arrives as a space: read as '+'.
-    forms = _either(
-        *(_any_case(word) for word in sorted(dates.NOW_WORDS) if word),
-        _date_pattern("") + "(?:v[0-9]{3})?" + _offset_pattern("+-"),
-        _date_pattern("-") + _offset_pattern("+-"),
-        _date_pattern("") + _time_pattern(":") + _offset_pattern("+ -"),
-        _date_pattern("") + _time_pattern("") + _offset_pattern("+ -"),
-        _date_pattern("-") + _time_pattern(":") + _offset_pattern("+ -"),
-    )
-    return f"^{_BLANKS}{forms}?{_BLANKS}$"
 
 
 # -- operations ----------------------------------------------------------------------------
@@ -433,8 +382,8 @@ def _updates_paths() -> dict:
                           "Cache-Control": _header_ref("CacheControl")}),
         **_errors(codes.NOT_FOUND, codes.BAD_PARAMETER),
     }
-    return {"/updates/{id}": {
-        "parameters": [{"name": "id", "in": "path", "required": True,
+    return {"/updates/{uid}": {
+        "parameters": [{"name": "uid", "in": "path", "required": True,
                         "description": "the update id (20 hex digits) a post answered with 100 or 103",
                         "schema": {"type": "string", "pattern": "^[^/]+$"},
                         "example": "8443b7066d6d60f1d5b4"}],
@@ -458,11 +407,13 @@ def _view(what: str, content: dict, *refusals: int, extra_media: tuple[str, ...]
 
 
 def _history_paths() -> dict:
-    view = [_param_ref("actual_pos"), _param_ref("full_fplane")]
+    view = [_param_ref("actual_pos"), _param_ref("full_fplane"), _param_ref("labels")]
     fmt = _param_ref("format")
+    compare = _date_param("compare", "query", "20180601", "an instant to compare the shown one "
+                          "with: the seats that changed since are ringed on the drawing")
     page_params = [
         _date_param("date", "query", "20180707", "the instant shown (empty: now)"),
-        _date_param("compare", "query", "20180601", "an instant to compare the shown one with"),
+        compare,
         *view,
     ]
     # A bad date or an instant without a configuration still gets the page (with the
@@ -471,7 +422,9 @@ def _history_paths() -> dict:
                  "versions as a timeline, the changes since `compare` when given",
                  {HTML: {"schema": {"type": "string"}}},
                  codes.BAD_DATE, codes.BAD_PARAMETER, codes.NO_CONFIGURATION, extra_media=(HTML,))
-    svg = _view("the drawing alone: every seat at its position, coloured by state",
+    svg = _view("the drawing alone: every seat at its position, coloured by state; with "
+                "`actual_pos=1` each measured seat is marked and its offset from nominal drawn "
+                "as an arrow, magnified as the key says",
                 {SVG: {"schema": {"type": "string"}}},
                 codes.BAD_DATE, codes.BAD_PARAMETER, codes.NO_CONFIGURATION)
     history = _view("the versions in valid_from order (superseded corrections included)",
@@ -491,7 +444,8 @@ def _history_paths() -> dict:
         "/": {**_get_and_head("Page", "history", "the focal plane page", page, page_params)},
         "/map/{datestr}.svg": {
             "parameters": [_param_ref("datestr")],
-            **_get_and_head("Map", "history", "the focal plane drawing at datestr", svg, view)},
+            **_get_and_head("Map", "history", "the focal plane drawing at datestr", svg,
+                            [*view, compare])},
         "/history": {
             **_get_and_head("History", "history", "the versions", history, [
                 _date_param("from", "query", "20180601", "only versions valid from this instant on"),
@@ -602,7 +556,7 @@ def _schemas() -> dict:
                      "example": "0" * 64},
     }
     return {
-        "Datestr": {"type": "string", "pattern": datestr_pattern(), "maxLength": dates.MAX_LENGTH,
+        "Datestr": {"type": "string", "pattern": dates.schema_pattern(), "maxLength": dates.MAX_LENGTH,
                     "description": f"an instant: {dates.ACCEPTED_FORMS}; empty: now",
                     "example": "20180707"},
         "Code": {

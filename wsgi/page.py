@@ -6,15 +6,16 @@ diff); nothing here reads the store or the clock.
 
 Written for an observatory network without internet: no JavaScript, no framework, no
 CDN, no external fonts, one inline <style>. The page's URL carries the whole state
-(date, compare, actual_pos, full_fplane) because the form is a GET form, so a link
+(date, compare, actual_pos, full_fplane, labels) because the form is a GET form, so a link
 reproduces the view. Every text from the store (station, comment) and every URL is
 escaped; URLs built here are quoted with urllib.parse.
 
 DOM contract (the browser test relies on it): ``form#view-form`` with ``input#date``,
-``input#compare``, ``select#actual_pos``, ``select#full_fplane`` and a submit button;
-``p#shown-version[data-version]``; the svg inside ``figure#map``; ``ol#timeline`` with
-one ``li[data-version]`` per version (newest first), the shown one
-``aria-current="true"``; ``a#download[download]``.
+``input#compare``, ``select#actual_pos``, ``select#full_fplane``, ``select#labels`` and
+a submit button; ``p#shown-version[data-version]``; the svg inside ``figure#map`` (no
+figure when no instant could be read); ``ol#timeline`` with one ``li[data-version]`` per
+version (newest first), the shown one ``aria-current="true"``; ``a#download[download]``;
+``ul#changes`` whose entries link to ``#seat-<IFUSLOT>``, the seat's element in the svg.
 """
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ from urllib.parse import quote, urlencode
 from wsgi.dates import ACCEPTED_FORMS, format_micros
 from wsgi.fplane import Row
 from wsgi.store import Version
-from wsgi.svgmap import STATE_LABELS, seat_state
+from wsgi.svgmap import DEFAULT_LABELS, LABELS, STATE_LABELS, seat_anchor, seat_state
 
 if TYPE_CHECKING:  # wsgi.diff is only needed for the annotation; the page uses .kind / .text
     from wsgi.diff import Change
@@ -40,7 +41,7 @@ class PageView:
     compare_value: str     # the compare field's value ("" = none)
     actual: bool
     full: bool
-    instant: str           # ISO Z of the instant shown
+    instant: str           # ISO Z of the instant shown; "" when the date could not be read
     version: Version | None          # None: nothing to show at that instant
     svg: str               # render_map output ("" when version is None)
     download_url: str      # relative URL of the exact fplane file shown
@@ -50,6 +51,7 @@ class PageView:
     compare_url: str | None          # "/diff/<compare>/<date>" when compare given
     message: str           # an error or notice to show (bad date...), "" for none
     seats: Sequence[Row] = ()        # the rows drawn, also listed as a table
+    labels: str = DEFAULT_LABELS     # what the seats are labelled with: a key of svgmap.LABELS
 
 
 # The timeline lists at most this many versions, those nearest the one shown.
@@ -70,10 +72,10 @@ PALETTE = {
 }
 
 
-def view_url(date: str, actual: bool, full: bool) -> str:
+def view_url(date: str, actual: bool, full: bool, labels: str = DEFAULT_LABELS) -> str:
     """The page's own URL for a date and toggles (':' kept readable in the query)."""
     query = urlencode([("date", date), ("actual_pos", _flag(actual)),
-                       ("full_fplane", _flag(full))], safe=":")
+                       ("full_fplane", _flag(full)), ("labels", labels)], safe=":")
     return "/?" + query
 
 
@@ -83,7 +85,7 @@ def diff_url(date1: str, date2: str) -> str:
 
 def render_page(view: PageView) -> str:
     """The whole HTML document."""
-    title = f"Focal plane at {view.instant}"
+    title = f"Focal plane at {view.instant}" if view.instant else "Focal plane: date not read"
     if view.version is not None:
         title += f", version {view.version.id}"
     body = [
@@ -91,7 +93,8 @@ def render_page(view: PageView) -> str:
         "<header>",
         "<h1>HET/VIRUS focal plane</h1>",
         '<nav aria-label="Other views"><ul>'
-        '<li><a href="/history">Version history (text, JSON)</a></li>'
+        '<li>Version history (<a href="/history">text</a>,'
+        ' <a href="/history?format=json">JSON</a>)</li>'
         '<li><a href="/feed">Atom feed of changes</a></li>'
         "</ul></nav>",
         "</header>",
@@ -169,6 +172,9 @@ def _controls(view: PageView) -> str:
         _select("full_fplane", view.full,
                 (("1", "full: every seat, LRS2, fibres"), ("0", "short: active IFUs only"))),
         "</div>",
+        '<div class="field"><label for="labels">Labels on the seats</label>',
+        _choice("labels", view.labels, tuple(LABELS.items())),
+        "</div>",
         '<button type="submit">Show</button>',
         f'<details><summary>All date forms</summary><p class="help">'
         f"{escape(ACCEPTED_FORMS)}</p></details>",
@@ -179,7 +185,10 @@ def _controls(view: PageView) -> str:
 
 
 def _select(name: str, value: bool, options: tuple[tuple[str, str], ...]) -> str:
-    chosen = _flag(value)
+    return _choice(name, _flag(value), options)
+
+
+def _choice(name: str, chosen: str, options: tuple[tuple[str, str], ...]) -> str:
     rendered = "".join(
         f'<option value="{v}"{" selected" if v == chosen else ""}>{escape(text)}</option>'
         for v, text in options)
@@ -194,9 +203,11 @@ def _changes(view: PageView) -> str:
     parts = ['<section class="changes" aria-labelledby="changes-heading">',
              f'<h2 id="changes-heading">{escape(heading)}</h2>']
     if view.changes:
+        drawn = {row.ifuslot for row in view.seats}
+        parts.append('<p class="help">Ringed on the map; each entry leads to its seat.</p>')
         parts.append('<ul id="changes">')
         parts.extend(f'<li class="change kind-{escape(str(change.kind))}">'
-                     f"{escape(change.text)}</li>" for change in view.changes)
+                     f"{_change_text(change, drawn)}</li>" for change in view.changes)
         parts.append("</ul>")
     else:
         parts.append('<p id="changes">No change.</p>')
@@ -206,10 +217,24 @@ def _changes(view: PageView) -> str:
     return "\n".join(parts)
 
 
+def _change_text(change: Change, drawn: set[int]) -> str:
+    # Linked only to a seat the map draws (the short file leaves out inactive seats).
+    if change.seat is None or change.seat not in drawn:
+        return escape(change.text)
+    return f'<a href="#{seat_anchor(change.seat)}">{escape(change.text)}</a>'
+
+
 def _plane(view: PageView) -> str:
     version = view.version
     positions = "measured positions" if view.actual else "nominal positions"
     file_kind = "full file" if view.full else "short file"
+    if not view.instant:
+        return "\n".join([
+            '<section class="plane" aria-labelledby="plane-heading">',
+            '<h2 id="plane-heading">No map shown</h2>',
+            '<p id="shown-version" data-version="">The date above could not be read, so no'
+            " instant is shown. Correct it, or open a version from the list.</p>",
+            "</section>"])
     parts = ['<section class="plane" aria-labelledby="plane-heading">',
              f'<h2 id="plane-heading">At {_time(view.instant)}'
              f' <span class="muted">({positions}, {file_kind})</span></h2>']
@@ -229,14 +254,11 @@ def _plane(view: PageView) -> str:
         f' <span class="station">{escape(version.station)}</span>,'
         f" {_ifus(version.active_ifus)}.{comment}</p>")
     parts.append('<figure id="map">')
-    # On a phone the whole plane at screen width has 5 px labels: below 40rem the drawing
-    # keeps that width and scrolls sideways in its own region (focusable, so keys scroll it).
-    parts.append('<div class="map-scroll" tabindex="0" role="region" aria-label="the drawing">')
     parts.append(view.svg)
-    parts.append("</div>")
-    parts.append("<figcaption>Each square is one IFU seat, to scale in arcsec; bold: seat"
-                 " (IFUSLOT), below: IFU (IFUID); point at a seat for its spectrograph"
-                 " (SPECID). Open the drawing alone for more detail.</figcaption>")
+    parts.append(f"<figcaption>Each square is one IFU seat, to scale in arcsec, labelled"
+                 f" with {escape(LABELS.get(view.labels, view.labels))} (the key is below"
+                 " the drawing). On a small screen, open the drawing alone and zoom in."
+                 "</figcaption>")
     parts.append("</figure>")
     parts.append(_seat_table(view.seats))
     parts.append(
@@ -279,7 +301,7 @@ def _timeline(view: PageView) -> str:
                         and history[i + 1].valid_from == version.valid_from else None)
         current = ' aria-current="true" class="current"' if version.id == shown else ""
         entry = [f'<li data-version="{version.id}"{current}>',
-                 f'<a class="view" href="{escape(view_url(iso, view.actual, view.full))}">'
+                 f'<a class="view" href="{escape(view_url(iso, view.actual, view.full, view.labels))}">'
                  f"{_time(iso)}</a>",
                  f' <span class="meta">version {version.id},'
                  f' <span class="station">{escape(version.station)}</span>,'
@@ -382,8 +404,8 @@ color:{_C['alert'][0]};padding:.25rem 1rem;margin-bottom:1rem}}
 .changes{{margin-top:1.5rem}}
 .changes ul{{padding-left:1.25rem}}
 #map{{margin:0}}
-#map svg{{display:block;width:100%;min-width:40rem;height:auto}}
-.map-scroll,.table-scroll{{overflow-x:auto}}
+#map svg{{display:block;width:100%;height:auto}}
+.table-scroll{{overflow-x:auto}}
 #seat-table table{{border-collapse:collapse;font-variant-numeric:tabular-nums}}
 #seat-table th,#seat-table td{{padding:.15rem .6rem;text-align:left;border-bottom:1px solid #ccc}}
 figcaption{{font-size:.9rem;color:var(--muted);margin:.5rem 0}}
@@ -398,7 +420,15 @@ time{{white-space:nowrap}}
 .badge{{font-size:.85rem}}
 .vh{{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0);\
 white-space:nowrap}}
-@media (min-width:64rem){{
+@media print{{
+.skip,#controls-heading,#view-form,.timeline,footer,.downloads,#seat-table,header nav{{display:none}}
+.layout{{display:flex;flex-direction:column}}
+.plane{{order:-1}}
+main{{max-width:none;padding:0}}
+.controls{{background:none;padding:0}}
+#map{{break-inside:avoid}}
+}}
+@media screen and (min-width:64rem){{
 .layout{{grid-template-columns:minmax(17rem,24rem) minmax(0,1fr);\
 grid-template-areas:"controls plane" "timeline plane";align-items:start}}
 .controls{{grid-area:controls}}

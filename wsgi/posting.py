@@ -18,9 +18,12 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
+from webob import Response
+
 from wsgi import codes, dates, fplane
 from wsgi.forms import parse_form, read_body
-from wsgi.responses import JSON, TEXT, CodedError, Prepared
+from wsgi.reading import json_asked
+from wsgi.responses import JSON, TEXT, CodedError, respond
 from wsgi.spool import Spool, SpooledUpdate, is_update_id, update_id
 from wsgi.stations import StationList
 from wsgi.status import UpdateError, check_timestamp
@@ -41,18 +44,21 @@ class Whereabouts:
 
 
 class UpdateReceiver:
-    def __init__(self, config, log):
+    def __init__(self, config, log, store):
         self.config = config
         self.log = log
+        self._store = store    # the app's WorkerStore
         self.stations = StationList(config.station_list, warn=log.warning)
         self.spool = Spool(config.spool_dir)
 
     # -- POST -------------------------------------------------------------------------
 
-    def receive(self, environ, store: Store, kind: str, datestr: str | None,
-                now: datetime | None = None) -> Prepared:
-        """Check, judge and (unless a dry run or no change) spool one post of ``kind``
-        (``config`` or ``positions``, which is also the role the station needs)."""
+    def receive(self, req, datestr: str | None = None, *, kind: str,
+                now: datetime | None = None) -> Response:
+        """POST /fplane and /positions: check, judge and (unless a dry run or no change)
+        spool one post of ``kind`` (``config`` or ``positions``, which is also the role the
+        station needs)."""
+        environ, store, datestr = req.environ, self._store.get(), datestr or None
         now = now or datetime.now(timezone.utc)
         body = read_body(environ, self.config.max_body)
         fields = _required_fields(parse_form(environ.get("CONTENT_TYPE", ""), body))
@@ -132,7 +138,7 @@ class UpdateReceiver:
         return decoded, payload, dates.to_micros(valid_from)
 
     def _answer(self, code: int, message: str, plan, kind: str, summary: str,
-                uid: str | None = None) -> Prepared:
+                uid: str | None = None) -> Response:
         """``<code> <message>``, then the resulting full fplane file (contract section 6)."""
         header = [summary, f"valid_from {dates.format_micros(plan.valid_from)}",
                   "positions: nominal" if kind == "config" else
@@ -143,11 +149,8 @@ class UpdateReceiver:
         else:
             text = fplane.render_header(header + [
                 "no configuration is valid then, so there is no file to show"])
-        headers = [("Content-Type", TEXT), ("X-FPlane-Code", str(code)), ("Cache-Control", "no-store")]
-        if uid is not None:
-            headers.append(("X-FPlane-Update", uid))
-        return Prepared(codes.post_status_line(code), headers,
-                        f"{code} {message}\n{text}".encode("utf-8"), code=code)
+        return respond(code, f"{code} {message}\n{text}", TEXT, status=codes.post_status_line(code),
+                       headers=[("X-FPlane-Update", uid)] if uid is not None else ())
 
     # -- following an update ----------------------------------------------------------
 
@@ -171,10 +174,11 @@ class UpdateReceiver:
             return Whereabouts("failed", reason=reason)
         return None
 
-    def update_status(self, store: Store, uid: str, as_json: bool) -> Prepared:
+    def update_status(self, req, uid: str) -> Response:
         """GET /updates/<id>: queued / committed (version) / unchanged / held / rejected /
         failed (reason)."""
-        where = self.locate(store, uid) if is_update_id(uid) else None
+        as_json = json_asked(req)
+        where = self.locate(self._store.get(), uid) if is_update_id(uid) else None
         if where is None:
             raise CodedError(codes.NOT_FOUND, f"unknown update id {uid[:40]!r}",
                              ["an update id is the 20 hex digits a post answered with 100 or 103"])
@@ -191,15 +195,11 @@ class UpdateReceiver:
         if where.reason:
             fields["reason"] = where.reason
         fields = {k: v for k, v in fields.items() if v is not None}
-        headers = [("X-FPlane-Code", str(codes.OK)), ("X-FPlane-Update", uid),
-                   ("Cache-Control", "no-store")]
         if as_json:
             body = json.dumps({"code": codes.OK, **fields}, indent=1) + "\n"
-            headers.insert(0, ("Content-Type", JSON))
         else:
             body = f"{codes.OK} OK\n" + "".join(f"{k}: {v}\n" for k, v in fields.items())
-            headers.insert(0, ("Content-Type", TEXT))
-        return Prepared(codes.http_status_line(codes.OK), headers, body.encode("utf-8"))
+        return respond(codes.OK, body, JSON if as_json else TEXT, headers=[("X-FPlane-Update", uid)])
 
 
 def _repeat_code(state: str, hold_reason: str) -> int:

@@ -1,11 +1,11 @@
 """GET /fplane[/<datestr>]: the fplane file valid at an instant, as text or JSON.
 
-Work is done once per worker and reused (style.md lesson 6):
-- the rendered rows of a (configuration, position set, full/short) combination never change
-  (configurations are immutable), so they are kept in a bounded cache for the worker's life;
-- a whole response whose answer does not depend on the clock (an explicit date, an explicit
-  or default known_at) is kept until the store changes, and served again from the raw WSGI
-  environ without parsing anything (``cached_response``).
+The GET path's one cache lives here: a worker keeps each finished /fplane response,
+keyed by what the answer depends on besides the store (the path, the query, and the
+Accept header that chooses text or JSON), and forgets them all when the store changes
+(``cached``). A response is kept only when it does not depend on the clock (an explicit
+date and known_at, not "now"). Everything else is computed from the store per request:
+a miss costs a fraction of a millisecond, and pipelines repeat their requests.
 """
 
 import hashlib
@@ -14,9 +14,11 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
+from webob import Response
+
 from wsgi import codes, dates, fplane
-from wsgi.responses import JSON, TEXT, CodedError, Prepared, wants_json
-from wsgi.store import NO_LIMIT, PositionSet, Store, Version
+from wsgi.responses import JSON, TEXT, CodedError, respond, wants_json
+from wsgi.store import NO_LIMIT, PositionSet, Store, StoreUnavailable, Version, WorkerStore
 
 # Cache-Control lifetimes. A closed interval can still be corrected by a later import, so
 # even those are revalidated daily; an answer pinned by known_at can never change.
@@ -28,8 +30,8 @@ MAX_AGE_OPEN = 60
 # clients do not keep an old rendering.
 FORMAT_REVISION = 1
 
+# Memory stays bounded whatever dates clients ask for.
 RESPONSE_CACHE_SIZE = 1024
-RENDER_CACHE_SIZE = 256
 
 
 @dataclass(frozen=True)
@@ -79,28 +81,33 @@ class Answer:
 class FplaneReader:
     """Answers fplane GETs for one worker from its read-only store connection."""
 
-    def __init__(self, config):
+    def __init__(self, config, store: WorkerStore | None = None):
         self._site_tz = config.timezone
-        self._rendered = _BoundedCache(RENDER_CACHE_SIZE)
+        self._store = store
         self._responses = _BoundedCache(RESPONSE_CACHE_SIZE)
 
-    # -- the fast path ---------------------------------------------------------------------
+    # -- the cache -------------------------------------------------------------------------
 
     @staticmethod
     def response_key(environ):
-        # Everything the answer depends on besides the store: the path, the query, and
-        # the Accept header (text or JSON), taken raw: the same header always means the
-        # same choice, and nothing has to be worked out to look the answer up.
+        # Everything the answer depends on besides the store, taken raw: the same header
+        # always means the same choice, and nothing has to be worked out to look it up.
         return (environ.get("PATH_INFO"), environ.get("QUERY_STRING"), environ.get("HTTP_ACCEPT"))
 
-    def cached_response(self, environ) -> Prepared | None:
+    def cached(self, environ) -> Response | None:
+        """The response kept for an identical earlier GET or HEAD, while the store has not
+        changed since; None otherwise (and every kept response is forgotten when it has)."""
+        if environ.get("REQUEST_METHOD") not in ("GET", "HEAD"):
+            return None
+        try:
+            if self._store.changed():
+                self._responses.clear()
+                return None
+        except StoreUnavailable:
+            return None  # the handler answers: 503 where the store is needed
         return self._responses.get(self.response_key(environ))
 
-    def store_changed(self) -> None:
-        """Forget answers computed from the old store state; rendered rows stay valid."""
-        self._responses.clear()
-
-    # -- the full path ---------------------------------------------------------------------
+    # -- answering -------------------------------------------------------------------------
 
     def answer(self, store: Store, query: FplaneQuery, now: datetime) -> "Answer":
         """The file (or JSON) for ``query``: what GET serves and fplane-admin export writes."""
@@ -114,10 +121,14 @@ class FplaneReader:
             if version is None:
                 raise CodedError(codes.NO_CONFIGURATION, no_configuration_message(store, instant, k))
             position_set = store.position_set_at(t, k) if query.actual else None
-            if query.as_json:
-                body = self._json_body(store, query, instant, version, position_set)
-            else:
-                body = self._text_body(store, query, instant, version, position_set)
+            rows = store.configuration_rows(version.configuration_id)
+            if position_set is not None:
+                rows = fplane.with_positions(rows, store.positions(position_set.id))
+        if query.as_json:
+            body = _json_body(query, instant, version, position_set, rows)
+        else:
+            body = fplane.render_fplane(rows, _header_lines(query, instant, version, position_set),
+                                        query.full)
         # The datestr as parsed, without the blanks parse_datestr forgives: a CR/LF sent
         # as %0D%0A must never reach a response header.
         filename_date = (query.datestr or "").strip(dates.SURROUNDING_WHITESPACE) \
@@ -125,69 +136,44 @@ class FplaneReader:
         return Answer(version, position_set, body,
                       f"fplane{filename_date}.{'json' if query.as_json else 'txt'}")
 
-    def get_fplane(self, store: Store, query: FplaneQuery, environ) -> Prepared:
-        answer = self.answer(store, query, datetime.now(timezone.utc))
+    def get_fplane(self, req, datestr: str | None = None) -> Response:
+        """GET /fplane[/<datestr>]."""
+        query = parse_query(datestr or None, req.GET, req.environ)
+        answer = self.answer(self._store.get(), query, datetime.now(timezone.utc))
         version, position_set = answer.version, answer.position_set
-        body = answer.body.encode("utf-8")
-        last_modified = max(version.recorded_at, position_set.recorded_at if position_set else 0)
-        prepared = Prepared(
-            codes.http_status_line(codes.OK),
-            [
-                ("Content-Type", JSON if query.as_json else TEXT),
-                ("X-FPlane-Code", str(codes.OK)),
+        response = respond(
+            codes.OK, answer.body, JSON if query.as_json else TEXT,
+            cache_control=f"public, max-age={_max_age(query, version, position_set)}",
+            etag=_etag(query, version, position_set),
+            last_modified=max(version.recorded_at, position_set.recorded_at if position_set else 0) / 1e6,
+            headers=[
                 ("X-FPlane-Version", str(version.id)),
                 ("X-FPlane-Valid-From", dates.format_micros(version.valid_from)),
                 ("X-FPlane-Valid-Until", until_text(version.valid_until)),
-                ("Cache-Control", f"public, max-age={_max_age(query, version, position_set)}"),
                 ("Vary", "Accept"),
                 ("Content-Disposition", f'attachment; filename="{answer.filename}"'),
-            ],
-            body,
-            etag=_etag(query, version, position_set),
-            last_modified=last_modified / 1e6,
-        )
+            ])
         if _clock_independent(query):
-            self._responses.put(self.response_key(environ), prepared)
-        return prepared
+            self._responses.put(self.response_key(req.environ), response)
+        return response
 
-    def _rows(self, store: Store, version: Version, position_set: PositionSet | None):
-        rows = store.configuration_rows(version.configuration_id)
-        if position_set is not None:
-            rows = fplane.with_positions(rows, store.positions(position_set.id))
-        return rows
 
-    def _text_body(self, store, query, instant, version, position_set) -> str:
-        key = ("txt", version.configuration_id, position_set and position_set.id, query.full)
-        rows_text = self._rendered.get(key)
-        if rows_text is None:
-            if position_set is None:  # rendered once, when the configuration was recorded
-                rows_text = store.configuration_text(version.configuration_id, query.full)
-            else:
-                rows_text = fplane.render_fplane(self._rows(store, version, position_set), (), query.full)
-            self._rendered.put(key, rows_text)
-        return fplane.render_header(_header_lines(query, instant, version, position_set)) + rows_text
-
-    def _json_body(self, store, query, instant, version, position_set) -> str:
-        key = ("json", version.configuration_id, position_set and position_set.id, query.full)
-        rows = self._rendered.get(key)
-        if rows is None:
-            rows = [_row_json(r) for r in fplane.served_rows(self._rows(store, version, position_set), query.full)]
-            self._rendered.put(key, rows)
-        document = {
-            "code": codes.OK,
-            "instant": dates.format_instant(instant),
-            "version": version.id,
-            "valid_from": dates.format_micros(version.valid_from),
-            "valid_until": None if version.valid_until is None
-            else dates.format_micros(version.valid_until),
-            "recorded_at": dates.format_micros(version.recorded_at),
-            "station": version.station,
-            "comment": version.comment,
-            "positions": _positions_json(position_set),
-            "full_fplane": query.full,
-            "rows": rows,
-        }
-        return json.dumps(document, indent=1) + "\n"
+def _json_body(query, instant, version, position_set, rows) -> str:
+    document = {
+        "code": codes.OK,
+        "instant": dates.format_instant(instant),
+        "version": version.id,
+        "valid_from": dates.format_micros(version.valid_from),
+        "valid_until": None if version.valid_until is None
+        else dates.format_micros(version.valid_until),
+        "recorded_at": dates.format_micros(version.recorded_at),
+        "station": version.station,
+        "comment": version.comment,
+        "positions": _positions_json(position_set),
+        "full_fplane": query.full,
+        "rows": [_row_json(r) for r in fplane.served_rows(rows, query.full)],
+    }
+    return json.dumps(document, indent=1) + "\n"
 
 
 def parse_instant(text: str, site_tz, now: datetime) -> datetime:

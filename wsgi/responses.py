@@ -1,19 +1,24 @@
-"""Coded responses: every answer carries X-FPlane-Code, and every failure is one of these.
+"""Coded responses: every answer is a WebOb ``Response`` made by ``respond``.
 
-Handlers raise CodedError; the app turns it (and anything unexpected) into a response in
-one place. Successful GETs are built as Prepared responses: plain (status, headers, body)
-tuples that a worker can keep and serve again without rebuilding anything, conditional
-requests and HEAD included.
+``respond`` is the one place that sets the code header (X-FPlane-Code), the content type,
+the cache policy and the validators. Conditional GET (ETag / Last-Modified -> 304) and
+HEAD are WebOb's (``conditional_response=True``), as in ``webob/static.py``.
+
+Handlers raise CodedError for a refusal; the app turns it (and anything unexpected) into
+a response in one place, with ``error_response``. A response holds no per-request state,
+so a finished one can be kept and served again to identical requests (wsgi/reading.py).
 """
 
 import json
-from dataclasses import dataclass, field
-from email.utils import formatdate, parsedate_to_datetime
+from email.utils import formatdate
+
+from webob import Response
 
 from wsgi import codes
 
 TEXT = "text/plain; charset=utf-8"
 JSON = "application/json"
+NO_STORE = "no-store"
 
 
 class CodedError(Exception):
@@ -27,88 +32,52 @@ class CodedError(Exception):
         self.headers = tuple(headers)
 
 
+class CodedResponse(Response):
+    """A WebOb response that knows the X-FPlane-Code it carries (for the counters and the
+    request log)."""
+    code: int
+
+
+def respond(code: int, body, content_type: str | None, *, status: str | None = None,
+            cache_control: str = NO_STORE, etag: str | None = None,
+            last_modified: float | None = None, headers=()) -> CodedResponse:
+    """The response for ``code``: ``body`` (str as UTF-8, or bytes) of ``content_type``.
+
+    ``status`` defaults to the code's HTTP status (codes.py); ``cache_control`` to no-store;
+    ``etag`` is the header's value (``W/"..."`` for a weak one) and ``last_modified`` Unix
+    seconds: with either, a conditional GET or HEAD gets its 304. ``headers`` are added
+    as given (X-FPlane-Version, Allow, ...)."""
+    status = status or codes.http_status_line(code)
+    headerlist = [("Content-Type", content_type)] if content_type else []
+    headerlist += [("X-FPlane-Code", str(code)), ("Cache-Control", cache_control), *headers]
+    if etag:
+        headerlist.append(("ETag", etag))
+    if last_modified is not None:
+        headerlist.append(("Last-Modified", formatdate(last_modified, usegmt=True)))
+    if status.startswith("204"):
+        # A 204 carries no body and no Content-Length (RFC 9110 8.6).
+        response = CodedResponse(status=status, headerlist=headerlist, app_iter=[],
+                                 conditional_response=True)
+    else:
+        response = CodedResponse(body=body.encode("utf-8") if isinstance(body, str) else body,
+                                 status=status, headerlist=headerlist, conditional_response=True)
+    response.code = code
+    return response
+
+
 def wants_json(environ, query_format: str | None = None) -> bool:
     if query_format is not None:
         return query_format == "json"
     return "application/json" in environ.get("HTTP_ACCEPT", "")
 
 
-def error_response(error: CodedError, as_json: bool) -> "Prepared":
+def error_response(error: CodedError, as_json: bool) -> CodedResponse:
+    """``<code> <message>`` and the detail lines (or the same as JSON), never cached."""
     if as_json:
         body = json.dumps(
             {"code": error.code, "message": error.message, "errors": list(error.details)},
             indent=1,
         ) + "\n"
-        content_type = JSON
     else:
         body = "\n".join((f"{error.code} {error.message}", *error.details)) + "\n"
-        content_type = TEXT
-    headers = [
-        ("Content-Type", content_type),
-        ("X-FPlane-Code", str(error.code)),
-        ("Cache-Control", "no-store"),
-        *error.headers,
-    ]
-    return Prepared(codes.http_status_line(error.code), headers, body.encode("utf-8"), code=error.code)
-
-
-@dataclass
-class Prepared:
-    """A finished response that can be served any number of times.
-
-    ``etag`` and ``last_modified`` (Unix seconds) enable 304 answers to conditional GETs.
-    """
-
-    status: str
-    headers: list
-    body: bytes
-    code: int = codes.OK
-    etag: str | None = None
-    last_modified: float | None = None
-    not_modified_headers: list = field(init=False)
-
-    def __post_init__(self):
-        if not self.status.startswith("204"):  # a 204 must not carry Content-Length (RFC 9110 8.6)
-            self.headers = [*self.headers, ("Content-Length", str(len(self.body)))]
-        if self.etag:
-            self.headers.append(("ETag", self.etag))
-        if self.last_modified is not None:
-            self.headers.append(("Last-Modified", http_date(self.last_modified)))
-        # A 304 repeats the validators and caching headers (RFC 9110 15.4.5), no body.
-        self.not_modified_headers = [
-            (k, v) for k, v in self.headers
-            if k in ("ETag", "Last-Modified", "Cache-Control", "Vary", "X-FPlane-Code",
-                     "X-FPlane-Version", "X-FPlane-Valid-From", "X-FPlane-Valid-Until")
-        ]
-
-    def serve(self, environ, start_response) -> tuple[str, list]:
-        """Answer 304 when the client's copy is current, the body unless HEAD.
-
-        Returns (the status line sent, the WSGI body)."""
-        if self.etag and ("HTTP_IF_NONE_MATCH" in environ or "HTTP_IF_MODIFIED_SINCE" in environ) \
-                and self._not_modified(environ):
-            start_response("304 Not Modified", self.not_modified_headers)
-            return "304 Not Modified", [b""]
-        start_response(self.status, self.headers)
-        return self.status, [b""] if environ.get("REQUEST_METHOD") == "HEAD" else [self.body]
-
-    def _not_modified(self, environ) -> bool:
-        # If-None-Match wins over If-Modified-Since when both are sent (RFC 9110 13.2.2).
-        if_none_match = environ.get("HTTP_IF_NONE_MATCH")
-        if if_none_match is not None:
-            tags = {t.strip() for t in if_none_match.split(",")}
-            # Weak comparison, as GET asks for: W/"x" matches "x".
-            bare = self.etag.removeprefix("W/")
-            return "*" in tags or self.etag in tags or bare in tags or f"W/{bare}" in tags
-        if_modified_since = environ.get("HTTP_IF_MODIFIED_SINCE")
-        if if_modified_since and self.last_modified is not None:
-            try:
-                since = parsedate_to_datetime(if_modified_since).timestamp()
-            except (TypeError, ValueError, IndexError, OverflowError):
-                return False  # an unreadable date is ignored, as RFC 9110 says
-            return int(self.last_modified) <= since
-        return False
-
-
-def http_date(unix_seconds: float) -> str:
-    return formatdate(unix_seconds, usegmt=True)
+    return respond(error.code, body, JSON if as_json else TEXT, headers=error.headers)

@@ -53,7 +53,7 @@ from wsgi.fplane import (
 __all__ = [
     "UpdateError", "SeatEntry", "HardwareStatus",
     "decode_update", "parse_status", "build_configuration", "check_timestamp",
-    "deactivated_fraction", "is_suspicious", "new_hardware", "positions_from_update",
+    "deactivated_fraction", "hold_reason", "is_suspicious", "new_hardware", "positions_from_update",
     "MAX_POSITION_OFFSET", "SUSPICIOUS_FRACTION", "MAX_PROBLEMS",
 ]
 
@@ -633,7 +633,16 @@ def deactivated_fraction(previous_rows: Iterable[Row] | None, new_rows: Iterable
 def is_suspicious(previous_rows: Iterable[Row] | None, new_rows: Iterable[Row]) -> bool:
     """True when the update would switch off half or more of the active IFUs at
     once (contract: held for review, code 103)."""
-    return deactivated_fraction(previous_rows, new_rows) >= SUSPICIOUS_FRACTION
+    return bool(hold_reason(previous_rows, new_rows))
+
+
+def hold_reason(previous_rows: Iterable[Row] | None, new_rows: Iterable[Row]) -> str:
+    """Why the update must wait for review (is_suspicious), in words; "" when it need not."""
+    fraction = deactivated_fraction(previous_rows, new_rows)
+    if fraction < SUSPICIOUS_FRACTION:
+        return ""
+    return (f"it would switch off {fraction:.0%} of the active IFUs at once "
+            f"({SUSPICIOUS_FRACTION:.0%} or more is held for review)")
 
 
 def new_hardware(previous_rows: Iterable[Row] | None, new_rows: Iterable[Row]) -> list[str]:

@@ -4,9 +4,7 @@ Every configuration version has ``valid_from`` (when it became true on the instr
 ``recorded_at`` (when the store learned it), who recorded it, a comment and its source.
 Rows live in content-addressed configurations: a version points at the full row set
 (every seat, inactive and special rows included), and a configuration that recurs (a
-revert, a re-import) is stored once. Each configuration also keeps its rendered rows
-(full and short file, nominal positions), made once when it is recorded: a reader asking
-for a configuration it has not seen yet fetches one text instead of rebuilding 98 rows. Measured positions are versioned the same way, as
+revert, a re-import) is stored once. Measured positions are versioned the same way, as
 position sets.
 
 Instants are integer microseconds since the Unix epoch, UTC (see wsgi.dates.to_micros):
@@ -19,9 +17,12 @@ index probe whatever the size of the history.
 
 Only the writer and the admin tool write; web workers open the file read-only. The schema
 version lives in ``PRAGMA user_version``; ``migrate()`` brings an older file up to date.
+A web worker holds its connection in a WorkerStore, which opens it after uWSGI's fork and
+tells the worker's response cache when another process has committed (``changed``).
 """
 
 import hashlib
+import os
 import sqlite3
 from contextlib import contextmanager
 from dataclasses import astuple, dataclass, replace
@@ -29,8 +30,9 @@ from pathlib import Path
 
 from wsgi import fplane
 from wsgi.fplane import VIRUS_SLOTS, Row
+from wsgi.walwatch import HEADER_BYTES, wal_index
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # Index i holds the statements that take a database from user_version i to i + 1.
 _MIGRATIONS = [
@@ -103,6 +105,12 @@ _MIGRATIONS = [
         position_set_id INTEGER REFERENCES position_sets(id)
     );
     CREATE INDEX updates_by_state ON updates (state, received_at);
+    """,
+    # 3: the rendered texts kept per configuration go: files are rendered from the rows,
+    # and a worker keeps finished responses in memory (wsgi/reading.py).
+    """
+    ALTER TABLE configurations DROP COLUMN full_text;
+    ALTER TABLE configurations DROP COLUMN short_text;
     """,
 ]
 assert len(_MIGRATIONS) == SCHEMA_VERSION
@@ -181,9 +189,9 @@ def content_hash(rows) -> str:
     return _sha256_without_negative_zeros("".join(map(_hash_line, sorted(rows, key=_seat))))
 
 
-_hash_line = fplane.remembered_per_row(
-    lambda r: "%03d %.3f %.3f %03d %03d %03d %.3f %.3f %d\n"
-              % (r.ifuslot, r.x, r.y, r.specid, r.specslot, r.ifuid, r.ifurot, r.platesc, r.active))
+def _hash_line(r: Row) -> str:
+    return ("%03d %.3f %.3f %03d %03d %03d %.3f %.3f %d\n"
+            % (r.ifuslot, r.x, r.y, r.specid, r.specslot, r.ifuid, r.ifurot, r.platesc, r.active))
 
 
 def _sha256_without_negative_zeros(text: str) -> str:
@@ -195,21 +203,6 @@ def _sha256_without_negative_zeros(text: str) -> str:
 
 def _seat(row) -> int:
     return row.ifuslot
-
-
-def _as_read_back(rows) -> tuple[Row, ...]:
-    """``rows`` as Store.configuration_rows returns them once stored: by seat, every
-    number a float (a REAL column gives 5.0 back for 5)."""
-    return tuple(
-        r if type(r.x) is type(r.y) is type(r.ifurot) is type(r.platesc) is float
-        else Row(r.ifuslot, float(r.x), float(r.y), r.specid, r.specslot, r.ifuid,
-                 float(r.ifurot), float(r.platesc), r.active)
-        for r in sorted(rows, key=_seat))
-
-
-def rendered_texts(rows) -> tuple[str, str]:
-    """(full, short) file text of a configuration's rows, nominal positions, no header."""
-    return fplane.render_fplane(rows, (), full=True), fplane.render_fplane(rows, (), full=False)
 
 
 def positions_hash(positions: dict) -> str:
@@ -234,7 +227,6 @@ _HISTORIES = {Version: ("versions", _VERSION_SELECT),
 # known_at filters are written as "recorded_at <= ?" with NO_LIMIT standing for "now and
 # everything recorded": one query text, one index plan.
 NO_LIMIT = 2**62
-_ROWS_CACHE_SIZE = 64
 
 
 class Store:
@@ -242,10 +234,8 @@ class Store:
 
     def __init__(self, connection: sqlite3.Connection):
         self._db = connection
-        self._version_cursor = None
-        # Configurations never change once recorded, so their rows can be kept: the writer
-        # builds each update on the configuration the previous one made.
-        self._rows_cache: dict[int, tuple[Row, ...]] = {}
+        self._data_version = None
+        self._data_version_cursor = None
 
     def __enter__(self) -> "Store":
         return self
@@ -356,12 +346,17 @@ class Store:
             self._db.execute("COMMIT")
 
     def data_version(self) -> int:
-        """Changes whenever another connection has committed: the cheap "did the store change?".
+        """Changes whenever another connection has committed. Asked before every cached GET,
+        so it keeps its cursor rather than making one per call."""
+        if self._data_version_cursor is None:
+            self._data_version_cursor = self._db.cursor()
+        return self._data_version_cursor.execute("PRAGMA data_version").fetchone()[0]
 
-        Asked on every GET, so it reuses one cursor rather than making one per call."""
-        if self._version_cursor is None:
-            self._version_cursor = self._db.cursor()
-        return self._version_cursor.execute("PRAGMA data_version").fetchone()[0]
+    def changed(self) -> bool:
+        """True when another connection has committed since the last call (and at the first)."""
+        version = self.data_version()
+        changed, self._data_version = version != self._data_version, version
+        return changed
 
     # -- reading ---------------------------------------------------------------------
 
@@ -398,31 +393,12 @@ class Store:
         ).fetchone()[0]
 
     def configuration_rows(self, configuration_id: int) -> tuple[Row, ...]:
-        rows = self._rows_cache.get(configuration_id)
-        if rows is None:
-            rows = self._read_rows(configuration_id)
-            self._remember_rows(configuration_id, rows)
-        return rows
-
-    def _read_rows(self, configuration_id: int) -> tuple[Row, ...]:
         cursor = self._db.execute(
             "SELECT ifuslot, x, y, specid, specslot, ifuid, ifurot, platesc, active"
             " FROM configuration_rows WHERE configuration_id = ? ORDER BY ifuslot",
             (configuration_id,),
         )
         return tuple(Row(*r[:8], active=bool(r[8])) for r in cursor)
-
-    def _remember_rows(self, configuration_id: int, rows: tuple[Row, ...]) -> None:
-        if len(self._rows_cache) >= _ROWS_CACHE_SIZE:
-            self._rows_cache.clear()
-        self._rows_cache[configuration_id] = rows
-
-    def configuration_text(self, configuration_id: int, full: bool) -> str:
-        """The rendered rows (column header included) of the full or short file."""
-        column = "full_text" if full else "short_text"
-        return self._db.execute(
-            f"SELECT {column} FROM configurations WHERE id = ?", (configuration_id,)
-        ).fetchone()[0]
 
     def positions(self, position_set_id: int) -> dict[int, tuple[float, float]]:
         cursor = self._db.execute(
@@ -470,14 +446,11 @@ class Store:
             f"foreign key violation in {table} (row {rowid}) -> {parent}"
             for table, rowid, parent, _ in self._db.execute("PRAGMA foreign_key_check")
         ]
-        for config_id, stored_hash, *texts in self._db.execute(
-            "SELECT id, content_hash, full_text, short_text FROM configurations"
+        for config_id, stored_hash in self._db.execute(
+            "SELECT id, content_hash FROM configurations"
         ).fetchall():
-            rows = self._read_rows(config_id)   # what the file says, not what was kept
-            if content_hash(rows) != stored_hash:
+            if content_hash(self.configuration_rows(config_id)) != stored_hash:
                 problems.append(f"configuration {config_id}: rows do not match their content hash")
-            elif rendered_texts(rows) != tuple(texts):
-                problems.append(f"configuration {config_id}: its stored file text does not match its rows")
         for (version_id,) in self._db.execute(
             "SELECT v.id FROM versions v LEFT JOIN configuration_rows r"
             " ON r.configuration_id = v.configuration_id WHERE r.ifuslot IS NULL"
@@ -523,17 +496,13 @@ class Store:
             if current is not None and self.configuration_hash(current.configuration_id) == digest:
                 self._write_update(update, "unchanged", recorded_at, version_id=current.id)
                 return current, False
-            configuration_id, inserted = self._configuration_id(rows, digest)
+            configuration_id = self._configuration_id(rows, digest)
             version_id = self._db.execute(
                 "INSERT INTO versions (valid_from, recorded_at, station, comment, source,"
                 " configuration_id) VALUES (?, ?, ?, ?, ?, ?)",
                 (valid_from, recorded_at, station, comment, source, configuration_id),
             ).lastrowid
             self._write_update(update, "committed", recorded_at, version_id=version_id)
-        if inserted:
-            # Committed: the next update is built on these rows, so the writer keeps them
-            # as configuration_rows would read them back instead of reading them back.
-            self._remember_rows(configuration_id, _as_read_back(rows))
         return self.version_by_id(version_id), True
 
     def version_by_id(self, version_id: int) -> Version | None:
@@ -554,19 +523,17 @@ class Store:
             "SELECT content_hash FROM configurations WHERE id = ?", (configuration_id,)
         ).fetchone()[0]
 
-    def _configuration_id(self, rows, digest: str) -> tuple[int, bool]:
-        """The id of the configuration with ``digest``, inserted unless there is one;
-        (id, inserted)."""
+    def _configuration_id(self, rows, digest: str) -> int:
+        """The id of the configuration with ``digest``, inserted unless there is one."""
         found = self._db.execute(
             "SELECT id FROM configurations WHERE content_hash = ?", (digest,)
         ).fetchone()
         if found:
-            return found[0], False
+            return found[0]
         active_ifus = sum(1 for r in rows if r.active and r.specid and r.ifuslot in VIRUS_SLOTS)
         configuration_id = self._db.execute(
-            "INSERT INTO configurations (content_hash, active_ifus, full_text, short_text)"
-            " VALUES (?, ?, ?, ?)",
-            (digest, active_ifus, *rendered_texts(rows)),
+            "INSERT INTO configurations (content_hash, active_ifus) VALUES (?, ?)",
+            (digest, active_ifus),
         ).lastrowid
         self._db.executemany(
             "INSERT INTO configuration_rows (configuration_id, ifuslot, x, y, specid, specslot,"
@@ -574,7 +541,7 @@ class Store:
             [(configuration_id, r.ifuslot, r.x, r.y, r.specid, r.specslot, r.ifuid, r.ifurot,
               r.platesc, int(r.active)) for r in rows],
         )
-        return configuration_id, True
+        return configuration_id
 
     def record_position_set(self, positions: dict, valid_from: int, recorded_at: int,
                             station: str, comment: str = "", source: str = "",
@@ -643,3 +610,44 @@ class Store:
         if written != 1:
             raise UpdateAlreadyRecorded(f"update {update.update_id} is already recorded")
 
+
+
+class WorkerStore:
+    """A web worker's read-only store connection, opened on first use and again after a
+    fork: an SQLite connection must not cross one (uWSGI forks its workers from the master
+    that loaded the app)."""
+
+    def __init__(self, path: Path):
+        self._path = path
+        self._store = None
+        self._pid = None
+        self._wal_index = None
+        self._wal_header = None
+
+    def get(self) -> Store:
+        if self._store is None or self._pid != os.getpid():
+            self._store = Store.open_readonly(self._path)
+            self._pid = os.getpid()
+            self._wal_index = wal_index(self._path)
+            self._wal_header = None
+        return self._store
+
+    def changed(self) -> bool:
+        """True when the store has changed since the last call (or on first use).
+
+        Asked before every cached GET. Unchanged wal-index header bytes (wsgi/walwatch.py)
+        mean no commit; any other answer is SQLite's, Store.changed. Why not always ask
+        SQLite: PRAGMA data_version is a read transaction, and under uWSGI a cached GET
+        cost 86 us of worker CPU with it against 53 us with the header comparison (a
+        trivial app: 43 us; tests/bench/test_get_cpu.py measures the whole GET).
+
+        The header is read before SQLite is asked, so a commit between the two is seen
+        again, never missed, at the next call. It is compared before get(): that answer
+        touches no connection, so it holds in a forked child too."""
+        index = self._wal_index
+        if index is not None and index[:HEADER_BYTES] == self._wal_header:
+            return False
+        store = self.get()   # after a fork: reopened, the header forgotten
+        if self._wal_index is not None:
+            self._wal_header = self._wal_index[:HEADER_BYTES]
+        return store.changed()

@@ -5,7 +5,6 @@ never cached (``Cache-Control: no-store``): it describes this moment. The reques
 come from wsgi/counters.py, shared by the uWSGI workers.
 """
 
-import dataclasses
 import json
 import logging
 import os
@@ -13,13 +12,14 @@ import resource
 import sqlite3
 import time
 
-from webob import Request
+from webob import Request, Response
 
 from wsgi import codes, dates
+from wsgi.config import SETTINGS
 from wsgi.counters import RequestCounters
 from wsgi.heartbeat import read_heartbeat
 from wsgi.reading import json_asked
-from wsgi.responses import JSON, TEXT, Prepared
+from wsgi.responses import JSON, TEXT, respond
 from wsgi.spool import Spool
 from wsgi.stations import StationList
 from wsgi.store import NO_LIMIT, StoreUnavailable
@@ -76,7 +76,7 @@ class SystemViews:
 
     # -- GET /sys -----------------------------------------------------------------------
 
-    def links(self, req: Request) -> Prepared:
+    def links(self, req: Request) -> Response:
         base = req.script_name
         links = [{"href": f"{base}{path}", "title": title} for path, title in (
             ("/sys/config", "the effective configuration (secrets left out)"),
@@ -94,7 +94,7 @@ class SystemViews:
 
     # -- GET /sys/config ------------------------------------------------------------------
 
-    def config_view(self, req: Request) -> Prepared:
+    def config_view(self, req: Request) -> Response:
         as_json = json_asked(req)
         sections = config_sections(self.config)
         stations = self._stations.stations()
@@ -128,7 +128,7 @@ class SystemViews:
 
     # -- GET /sys/stats -------------------------------------------------------------------
 
-    def stats(self, req: Request) -> Prepared:
+    def stats(self, req: Request) -> Response:
         as_json = json_asked(req)
         now = time.time()
         counts = self.counters.snapshot()
@@ -169,7 +169,7 @@ class SystemViews:
 
     # -- GET /health ----------------------------------------------------------------------
 
-    def health(self, req: Request) -> Prepared:
+    def health(self, req: Request) -> Response:
         as_json = json_asked(req)
         now = time.time()
         limit = heartbeat_limit(self.config)
@@ -227,39 +227,26 @@ class SystemViews:
 
 # Config field -> (config.ini section, key, unit note), in config.ini's order. A field not
 # listed here (added later) still appears, under [other]: never silently missing.
-_CONFIG_KEYS = {
-    "log": ("General", "log", ""), "loglevel": ("General", "loglevel", ""),
-    "station_list": ("General", "station_list", ""), "data_dir": ("General", "data_dir", ""),
-    "spool_dir": ("General", "spool_dir", ""),
-    "max_body": ("Server", "max_body", "bytes"), "cors_origins": ("Server", "cors_origins", ""),
-    "timezone": ("Site", "timezone", ""), "static_rows_file": ("Site", "static_rows", ""),
-    "max_age": ("Update", "max_age", "seconds"), "max_future": ("Update", "max_future", "seconds"),
-    "writer_sleep": ("Writer", "sleep", "seconds"), "max_attempts": ("Writer", "max_attempts", ""),
-    "smtp_host": ("Notify", "smtp_host", ""), "smtp_port": ("Notify", "smtp_port", ""),
-    "sender": ("Notify", "sender", ""), "recipients": ("Notify", "recipients", ""),
-}
-_NOT_SETTINGS = {"path", "static_rows"}  # the file itself; the rows (counted instead)
-# A field whose name says it holds a secret is left out, whatever it is.
+# A key whose name says it holds a secret is left out, whatever it is.
 _SECRET_WORDS = ("password", "passwd", "secret", "hash", "token", "credential")
 
 
 def config_sections(config) -> dict[str, list[tuple[str, object, str]]]:
     """Section -> [(key, JSON-ready value, note)] of every setting, secrets left out."""
     sections: dict[str, list] = {}
-    for field in dataclasses.fields(config):
-        if field.name in _NOT_SETTINGS or any(w in field.name.lower() for w in _SECRET_WORDS):
+    for setting in SETTINGS:
+        if any(word in setting.key.lower() for word in _SECRET_WORDS):
             continue
-        section, key, note = _CONFIG_KEYS.get(field.name, ("other", field.name, ""))
-        value = getattr(config, field.name)
-        entries = sections.setdefault(section, [])
-        if field.name == "loglevel":
+        value, note = getattr(config, setting.field), setting.note
+        entries = sections.setdefault(setting.section, [])
+        if setting.field == "loglevel":
             value = logging.getLevelName(value)
-        elif field.name == "log" and value is None:
+        elif setting.field == "log" and value is None:
             note = "none: standard error"
-        elif field.name == "static_rows_file":
+        elif setting.field == "static_rows_file":
             note = f"{len(config.static_rows)} rows" + ("" if value else ": the 000 row only")
-        entries.append((key, _json_value(value), note))
-        if field.name == "static_rows_file":
+        entries.append((setting.key, _json_value(value), note))
+        if setting.field == "static_rows_file":
             entries.append(("static_rows_count", len(config.static_rows), ""))
     return sections
 
@@ -284,16 +271,13 @@ def _ini_value(value) -> str:
 
 # -- helpers ----------------------------------------------------------------------------
 
-def _answer(content: dict | str, code: int = codes.OK) -> Prepared:
+def _answer(content: dict | str, code: int = codes.OK) -> Response:
     """A JSON answer of a dict, a text answer of a str; never to be cached."""
     if isinstance(content, dict):
         body, content_type = json.dumps(content, indent=1) + "\n", JSON
     else:
         body, content_type = content, TEXT
-    return Prepared(codes.http_status_line(code),
-                    [("Content-Type", content_type), ("X-FPlane-Code", str(code)),
-                     ("Cache-Control", "no-store")],
-                    body.encode("utf-8"), code=code)
+    return respond(code, body, content_type)
 
 
 def _file_sizes(store_path) -> dict[str, int]:

@@ -13,9 +13,8 @@ from datetime import datetime
 from wsgi import codes, dates, fplane
 from wsgi.fplane import Row
 from wsgi.responses import CodedError
-from wsgi.status import SUSPICIOUS_FRACTION as HOLD_FRACTION
 from wsgi.status import (HardwareStatus, UpdateError, build_configuration, decode_update,
-                         deactivated_fraction, new_hardware, parse_status, positions_from_update)
+                         hold_reason, new_hardware, parse_status, positions_from_update)
 from wsgi.store import PositionSet, Store, Version, content_hash, positions_hash
 
 
@@ -47,11 +46,6 @@ def plan_configuration(store: Store, status: HardwareStatus, valid_from: int,
     previous = store.version_at(valid_from)
     previous_rows = store.configuration_rows(previous.configuration_id) if previous else None
     rows = build_configuration(status, previous_rows, static_rows)
-    fraction = deactivated_fraction(previous_rows, rows)
-    hold_reason = ""
-    if previous_rows and fraction >= HOLD_FRACTION:
-        hold_reason = (f"it would switch off {fraction:.0%} of the IFUs active in version "
-                       f"{previous.id} at once ({HOLD_FRACTION:.0%} or more is held for review)")
     digest = content_hash(rows)
     return ConfigurationPlan(
         valid_from=valid_from,
@@ -59,7 +53,7 @@ def plan_configuration(store: Store, status: HardwareStatus, valid_from: int,
         rows=rows,
         digest=digest,
         unchanged=previous is not None and store.configuration_hash(previous.configuration_id) == digest,
-        hold_reason=hold_reason,
+        hold_reason=hold_reason(previous_rows, rows) if previous else "",
         news=tuple(new_hardware(previous_rows, rows)),
     )
 

@@ -12,12 +12,14 @@ import re
 from datetime import datetime, timezone
 from urllib.parse import quote, urlencode
 
+from webob import Response
+
 from wsgi import codes, dates, fplane, page, svgmap, timeline
 from wsgi.diff import diff_rows, summary
 from wsgi.feed import FeedEntry, render_atom
 from wsgi.reading import json_asked, no_configuration_message, parse_instant, single_param
-from wsgi.responses import JSON, TEXT, CodedError, Prepared
-from wsgi.store import NO_LIMIT, Store, Version
+from wsgi.responses import JSON, TEXT, CodedError, respond
+from wsgi.store import NO_LIMIT, Store, Version, WorkerStore
 
 HTML = "text/html; charset=utf-8"
 SVG = "image/svg+xml"
@@ -31,88 +33,105 @@ _IFUID = re.compile(r"[0-9]{1,3}")
 
 
 class HistoryViews:
-    def __init__(self, config):
+    def __init__(self, config, store: WorkerStore):
         self._site_tz = config.timezone
+        self._store = store
 
     # -- GET / ---------------------------------------------------------------------------
 
-    def front_page(self, store: Store, req) -> Prepared:
+    def front_page(self, req) -> Response:
+        store = self._store.get()
         params = req.GET
-        date_value = _param(params, "date")
-        compare_value = _param(params, "compare")
-        actual = _flag(params, "actual_pos", False)
-        full = _flag(params, "full_fplane", True)
+        date_value, compare_value = _param(params, "date"), _param(params, "compare")
+        actual, full, labels = _flag(params, "actual_pos", False), _flag(params, "full_fplane", True), _labels(params)
         # Whole seconds: "now" is shown to people and becomes the download's instant.
         now = datetime.now(timezone.utc).replace(microsecond=0)
         code, message = codes.OK, ""
         try:
             instant = self._instant(date_value, now)
         except CodedError as err:
-            code, message, instant = err.code, err.message, now
-        # Links name the date as typed, so they read well and reproduce the view; "now"
-        # becomes the instant shown, so that a download is the file that was on screen.
-        shown = date_value if date_value and not dates.means_now(date_value) and code == codes.OK \
-            else dates.format_instant(instant)
+            # No instant, so no map: a drawing of "now" under a date that was not read
+            # would pass for the date the person asked about.
+            code, message, instant = err.code, err.message, None
         with store.snapshot():
             versions = store.history()
-            version = store.version_at(dates.to_micros(instant))
+            version = None if instant is None else store.version_at(dates.to_micros(instant))
             svg, seats = "", ()
-            if version is None and code == codes.OK:
+            if instant is not None and version is None:
                 code, message = codes.NO_CONFIGURATION, no_configuration_message(store, instant)
-            elif version is not None:
-                seats = self._drawn_rows(store, version, instant, actual, full)
-                svg = self._drawing(seats, version, instant)
-            changes = compare_url = None
-            if compare_value and version is not None and code == codes.OK:
+            changes = compared = None
+            if compare_value and version is not None:
                 try:
-                    changes, compare_url = self._page_comparison(store, compare_value, shown,
-                                                                 instant, version, actual, now)
+                    changes, compared = self._comparison(store, version, instant, compare_value,
+                                                         actual, now)
                 except CodedError as err:
                     code, message = err.code, f"compare: {err.message}"
-        toggles = urlencode({"actual_pos": int(actual), "full_fplane": int(full)})
+            if version is not None:
+                seats, offsets = self._drawn_rows(store, version, instant, actual, full)
+                svg = self._drawing(seats, version, instant, labels, offsets, changes, compared)
+        # Links name the date as typed, so they read well and reproduce the view; "now"
+        # becomes the instant shown, so that a download is the file that was on screen.
+        shown = date_value if instant is None or (date_value and not dates.means_now(date_value)) \
+            else dates.format_instant(instant)
         view = page.PageView(
             date_value=date_value, compare_value=compare_value, actual=actual, full=full,
-            instant=dates.format_instant(instant), version=version, svg=svg,
-            download_url=f"/fplane/{quote(shown, safe=':')}?{toggles}",
-            map_url=f"/map/{quote(shown, safe=':')}.svg?{toggles}",
-            history=versions, changes=changes, compare_url=compare_url, message=message,
-            seats=seats)
+            instant="" if instant is None else dates.format_instant(instant),
+            version=version, svg=svg, history=versions, changes=changes, message=message,
+            seats=seats, labels=labels,
+            **_page_links(shown, compare_value if changes is not None else "", actual, full, labels))
         # A page with a message still shows the timeline: a person can pick a date from it.
         return _answer(page.render_page(view), HTML, code, cache_control="no-cache")
 
-    def _page_comparison(self, store, compare_value, shown, instant, version, actual, now):
-        compare_instant = self._instant(compare_value, now)
-        before = self._version_at(store, compare_instant)
-        changes = self._changes(store, before, version, compare_instant, instant, actual)
-        return changes, f"/diff/{quote(compare_value, safe=':')}/{quote(shown, safe=':')}" + \
-            ("?actual_pos=1" if actual else "")
+    def _comparison(self, store, version: Version, instant, compare_value: str, actual: bool, now):
+        """(the changes from the version at ``compare_value`` to ``version``, that instant)."""
+        compared = self._instant(compare_value, now)
+        changes = self._changes(store, self._version_at(store, compared), version, compared,
+                                instant, actual)
+        return changes, compared
 
     # -- GET /map/<datestr>.svg ----------------------------------------------------------
 
-    def map_svg(self, store: Store, req, datestr: str) -> Prepared:
-        actual = _flag(req.GET, "actual_pos", False)
-        full = _flag(req.GET, "full_fplane", True)
-        instant = self._instant(datestr, datetime.now(timezone.utc))
+    def map_svg(self, req, datestr: str) -> Response:
+        """The page's drawing alone, with the same options (compare included)."""
+        store = self._store.get()
+        actual, full, labels = _flag(req.GET, "actual_pos", False), _flag(req.GET, "full_fplane", True), \
+            _labels(req.GET)
+        compare_value = _param(req.GET, "compare")
+        now = datetime.now(timezone.utc)
+        instant = self._instant(datestr, now)
         with store.snapshot():
             version = self._version_at(store, instant)
-            rows = self._drawn_rows(store, version, instant, actual, full)
-        return _answer(self._drawing(rows, version, instant), SVG)
+            rows, offsets = self._drawn_rows(store, version, instant, actual, full)
+            changes = compared = None
+            if compare_value:
+                changes, compared = self._comparison(store, version, instant, compare_value,
+                                                     actual, now)
+        return _answer(self._drawing(rows, version, instant, labels, offsets, changes, compared),
+                       SVG)
 
     def _drawn_rows(self, store, version: Version, instant, actual: bool, full: bool):
-        """The seats of the file that GET /fplane serves for the same query."""
+        """(the seats of the file that GET /fplane serves for the same query, the measured
+        offsets {ifuslot: (dx, dy)} from nominal: None for nominal positions)."""
         rows = fplane.served_rows(store.configuration_rows(version.configuration_id), full)
-        if actual:
-            rows = fplane.with_positions(rows, self._measured(store, instant))
-        return rows
+        if not actual:
+            return rows, None
+        nominal = {r.ifuslot: (r.x, r.y) for r in rows}
+        measured = {s: xy for s, xy in self._measured(store, instant).items() if s in nominal}
+        offsets = {s: (x - nominal[s][0], y - nominal[s][1]) for s, (x, y) in measured.items()}
+        return fplane.with_positions(rows, measured), offsets
 
     @staticmethod
-    def _drawing(rows, version: Version, instant) -> str:
+    def _drawing(rows, version: Version, instant, labels: str, offsets, changes, compared) -> str:
         title = f"HET/VIRUS focal plane at {dates.format_instant(instant)} (version {version.id})"
-        return svgmap.render_map(rows, title=title)
+        return svgmap.render_map(
+            rows, title=title, labels=labels, offsets=offsets,
+            changed=None if changes is None else _changed_seats(changes),
+            changed_since="" if compared is None else dates.format_instant(compared))
 
     # -- GET /history --------------------------------------------------------------------
 
-    def history(self, store: Store, req) -> Prepared:
+    def history(self, req) -> Response:
+        store = self._store.get()
         now = datetime.now(timezone.utc)
         bounds = []
         for name, unbounded in (("from", -NO_LIMIT), ("to", NO_LIMIT)):
@@ -128,7 +147,8 @@ class HistoryViews:
 
     # -- GET /diff/<d1>/<d2> -------------------------------------------------------------
 
-    def diff(self, store: Store, req, datestr1: str, datestr2: str) -> Prepared:
+    def diff(self, req, datestr1: str, datestr2: str) -> Response:
+        store = self._store.get()
         now = datetime.now(timezone.utc)
         actual = _flag(req.GET, "actual_pos", False)
         first, second = self._instant(datestr1, now), self._instant(datestr2, now)
@@ -169,10 +189,11 @@ class HistoryViews:
 
     # -- GET /ifu/<ifuid> ----------------------------------------------------------------
 
-    def ifu(self, store: Store, req, ifuid: str) -> Prepared:
+    def ifu(self, req, ifuid: str) -> Response:
         if not _IFUID.fullmatch(ifuid):
             raise CodedError(codes.NOT_FOUND, f"{ifuid[:20]!r} is not an IFU id (1 to 3 digits, e.g. 073)")
         number = int(ifuid)
+        store = self._store.get()
         with store.snapshot():
             stays = timeline.ifu_stays(number, timeline.effective(store.history()),
                                       lambda v: store.configuration_rows(v.configuration_id))
@@ -185,7 +206,8 @@ class HistoryViews:
 
     # -- GET /feed -----------------------------------------------------------------------
 
-    def feed(self, store: Store, req) -> Prepared:
+    def feed(self, req) -> Response:
+        store = self._store.get()
         base = req.host_url
         with store.snapshot():
             versions = store.recently_recorded(FEED_ENTRIES)
@@ -234,10 +256,38 @@ def _feed_id(first_recorded_at: int | None) -> str:
     return f"tag:fplaneserver,{dates.format_micros(first_recorded_at)[:10]}:store-{first_recorded_at}"
 
 
+def _page_links(shown: str, compared: str, actual: bool, full: bool, labels: str) -> dict:
+    """The page's links for the date ``shown``: the file drawn, the drawing alone (with the
+    comparison when the page shows one), and the /diff of the comparison."""
+    date = quote(shown, safe=":")
+    toggles = {"actual_pos": int(actual), "full_fplane": int(full)}
+    drawing = {**toggles, "labels": labels, **({"compare": compared} if compared else {})}
+    return {
+        "download_url": f"/fplane/{date}?{urlencode(toggles)}",
+        "map_url": f"/map/{date}.svg?{urlencode(drawing, safe=':')}",
+        "compare_url": None if not compared else
+        f"/diff/{quote(compared, safe=':')}/{date}" + ("?actual_pos=1" if actual else ""),
+    }
+
+
 def _param(params, name: str) -> str:
     """A text parameter, "" when absent. Not stripped: parse_datestr forgives exactly the
     blanks it should, and no others."""
     return single_param(params, name, None, default="")
+
+
+def _labels(params) -> str:
+    return single_param(params, "labels", tuple(svgmap.LABELS), default=svgmap.DEFAULT_LABELS)
+
+
+def _changed_seats(changes) -> frozenset[int]:
+    """Every seat a change concerns: a moved IFU's old seat as well as its new one."""
+    seats = set()
+    for change in changes:
+        if change.seat is not None:
+            seats.add(change.seat)
+        seats.update(int(value) for key, value in change.fields if key == "from_seat")
+    return frozenset(seats)
 
 
 def _flag(params, name: str, default: bool) -> bool:
@@ -254,12 +304,7 @@ def _json_text(document) -> str:
 
 
 def _answer(body, content_type: str, code: int = codes.OK,
-            cache_control: str = CACHE_CONTROL) -> Prepared:
+            cache_control: str = CACHE_CONTROL) -> Response:
     data = body.encode("utf-8") if isinstance(body, str) else body
-    return Prepared(
-        codes.http_status_line(code),
-        [("Content-Type", content_type), ("X-FPlane-Code", str(code)),
-         ("Cache-Control", cache_control), ("Vary", "Accept")],
-        data, code=code,
-        etag='"' + hashlib.sha256(data).hexdigest()[:32] + '"' if code == codes.OK else None,
-    )
+    return respond(code, data, content_type, cache_control=cache_control, headers=[("Vary", "Accept")],
+                   etag='"' + hashlib.sha256(data).hexdigest()[:32] + '"' if code == codes.OK else None)

@@ -175,7 +175,6 @@ def writer_stages():
         (updates, "content_hash", "    of which content_hash (previous and new rows)"),
         (store.Store, "record_version", "  Store.record_version (one transaction)"),
         (store, "content_hash", "    of which content_hash (of the new rows, again)"),
-        (store, "rendered_texts", "    of which rendered_texts"),
         (store.Store, "_write_transaction", "    of which COMMIT (WAL write + fsync) [exit]"),
         (loop, "notification_for", "notification_for"),
         (spool.Spool, "finish", "Spool.finish (rename into done/)"),

@@ -28,7 +28,7 @@ from pathlib import Path
 from tests.fplane_samples import make_rows
 from wsgi import dates
 from wsgi.fplane import VIRUS_SLOTS, Row
-from wsgi.store import SCHEMA_VERSION, Store, content_hash, rendered_texts
+from wsgi.store import SCHEMA_VERSION, Store, content_hash
 
 BENCH_START = datetime(2012, 1, 1, tzinfo=timezone.utc)
 BENCH_SPAN_HOURS = 100_000           # ~11.4 years: 2012-01-01 .. 2023-05-29
@@ -111,14 +111,14 @@ def build_store(path: Path, n_versions: int) -> BuiltStore:
         for i, (rows, tails, digest) in enumerate(_configurations(n_versions)):
             cid = i + 1
             active_ifus = sum(1 for r in rows if r.active and r.specid and r.ifuslot in VIRUS_SLOTS)
-            configs.append((cid, digest, active_ifus, *rendered_texts(rows)))
+            configs.append((cid, digest, active_ifus))
             vf = valid_from_us(i, n_versions)
             versions.append((cid, vf, vf + RECORDED_DELAY_S * 10**6, STATION,
                              f"bench version {cid}", SOURCE, cid))
             config_rows.extend((cid, *t) for t in tails)
             if len(configs) >= CHUNK_VERSIONS or i == n_versions - 1:
-                db.executemany("INSERT INTO configurations (id, content_hash, active_ifus,"
-                               " full_text, short_text) VALUES (?, ?, ?, ?, ?)", configs)
+                db.executemany("INSERT INTO configurations (id, content_hash, active_ifus)"
+                               " VALUES (?, ?, ?)", configs)
                 db.executemany(
                     "INSERT INTO configuration_rows (configuration_id, ifuslot, x, y, specid,"
                     " specslot, ifuid, ifurot, platesc, active) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
