@@ -6,6 +6,8 @@
 #   make run                  demo data in var/, then uWSGI on http://127.0.0.1:$(PORT)/ (PORT=9000 for another)
 #   make run-cached           the same behind nginx's cache: https://127.0.0.1:$(CACHED_PORT)/
 #   make bench                benchmarks in tests/bench (never part of `make test`)
+#   make drills               fault drills in tests/drills, full size (DRILL=writer-kill: one)
+#   make results              drills and benchmarks: their figures into tests/bench/RESULTS.md
 #   make clean / distclean    remove generated files / and the virtualenv
 
 PYTHON ?= python3
@@ -20,6 +22,7 @@ CACHED_PORT ?= 8443
 CACHED_HTTP_PORT ?= 8088
 CACHED_APP_PORT ?= 8081
 PYTEST_ARGS ?=
+DRILL ?=
 
 VENV := .venv
 VPY := $(VENV)/bin/python
@@ -33,7 +36,7 @@ DEMO_READY := $(VAR)/.demo-ready
 REQUEST_LOG := $(VAR)/log/fplaneserver.log
 
 .DEFAULT_GOAL := help
-.PHONY: help venv test run run-cached port-free bench clean distclean
+.PHONY: help venv test run run-cached port-free bench drills results clean distclean
 
 help:
 	@sed -n 's/^#   //p' $(firstword $(MAKEFILE_LIST))
@@ -115,6 +118,16 @@ run-cached: $(RUN_INSTALLED) $(DEMO_READY)
 
 bench: $(INSTALLED)
 	$(VPY) -m pytest tests/bench -p no:cacheprovider -s $(PYTEST_ARGS)
+
+# Each drill prints its figures, records them in tests/bench/RESULTS.md and fails the
+# target when anything was lost (tests/drills/__init__.py says what each one does).
+drills: $(INSTALLED)
+	$(VPY) -m tests.drills $(DRILL)
+
+# Every figure of RESULTS.md measured anew: the drills, then the benchmarks (both run
+# even when the first fails; the target fails if either did).
+results: $(INSTALLED)
+	status=0; $(MAKE) drills || status=1; $(MAKE) bench || status=1; exit $$status
 
 clean:
 	rm -rf var build dist *.egg-info .pytest_cache .hypothesis tests/artifacts

@@ -15,6 +15,7 @@ Tests never read the real files in the repository; they build their own here:
 from __future__ import annotations
 
 import io
+import json
 from dataclasses import replace
 import math
 from typing import Iterable, Mapping
@@ -271,3 +272,16 @@ def status_from_rows(rows: Iterable[Row], timestamp: str) -> dict:
             "spectrographs": [entry(r.ifuslot, r.specid, r.specslot, r.ifuid)
                               for r in rows if r.ifuslot in VIRUS_SLOTS
                               and (r.specid or r.specslot or r.ifuid)]}
+
+
+def numbered_update_data(n: int, timestamp: str) -> str:
+    """The data field of the n-th of many distinct updates: {"config": <status>, "commit":
+    true}, make_rows()'s configuration with the SPECSLOT of two seats set from n: n % 1000
+    on the first listed seat, 900 + n // 1000 on the second (make_rows' specslots are all
+    below 300, so every n differs from the imported version and from every other n).
+    Nothing is switched off (never held), no id repeats (no 209)."""
+    status = status_from_rows(make_rows(), timestamp)
+    entries = status["spectrographs"]
+    entries[0]["specslot"] = f"{n % 1000:03d}"
+    entries[1]["specslot"] = f"{900 + n // 1000:03d}"
+    return json.dumps({"config": status, "commit": True})

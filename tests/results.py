@@ -19,6 +19,8 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+from wsgi.files import write_atomically
+
 RESULTS = Path(__file__).resolve().parent / "bench" / "RESULTS.md"
 
 HEADER = """\
@@ -55,7 +57,9 @@ def machine_info() -> dict:
         usable = os.cpu_count()
     return {"cores": usable, "memory": memory or "unknown", "cpu": cpu or platform.machine(),
             "system": f"{platform.system()} {platform.release()}",
-            "python": platform.python_version()}
+            "python": platform.python_version(),
+            # a shared machine: how busy it was when the figures were taken
+            "load": f"{os.getloadavg()[0]:.1f}"}
 
 
 def record(section: str, machine: dict, command: str, figures, target: str, met: bool,
@@ -75,7 +79,7 @@ def record(section: str, machine: dict, command: str, figures, target: str, met:
         text = HEADER + "".join(
             f"\n<!-- section: {name} -->\n{sections[name]}<!-- end: {name} -->\n"
             for name in sorted(sections))
-        _replace(path, text)
+        write_atomically(path, text.encode("utf-8"))
     return path
 
 
@@ -93,7 +97,8 @@ def _render(section, machine, command, items, target, met) -> str:
     lines = [f"## {section}", "",
              f"- date: {when}",
              f"- machine: {machine.get('cores')} cores, {machine.get('memory')} memory; "
-             f"{machine.get('cpu')}; {machine.get('system')}; Python {machine.get('python')}",
+             f"{machine.get('cpu')}; {machine.get('system')}; Python {machine.get('python')}; "
+             f"load average {machine.get('load')} (1 min) at the end",
              f"- command: `{command}`",
              f"- target: {target}",
              f"- met: {'yes' if met else 'NO'}",
@@ -120,16 +125,3 @@ def _locked(path: Path):
         yield
     finally:
         os.close(fd)
-
-
-def _replace(path: Path, text: str) -> None:
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(temporary, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise

@@ -9,6 +9,7 @@ import os
 import shutil
 import socket
 import sys
+import time
 from functools import partial
 from pathlib import Path
 
@@ -123,8 +124,27 @@ def required_programs(*programs: str, install: str) -> list[str]:
             path = shutil.which(program) or shutil.which(program, path="/usr/sbin:/sbin")
         (found if path else missing).append(path or program)
     if missing:
-        reason = f"{', '.join(missing)} missing: {install}"
-        if under_ci():
-            pytest.fail(f"{reason} (CI=true: this test must run)")
-        pytest.skip(reason)
+        unavailable(f"{', '.join(missing)} missing: {install}")
     return found
+
+
+def unavailable(reason: str):
+    """For a test that needs what this machine lacks (a program pip cannot install, root):
+    skipped with ``reason`` on a developer's machine, a failure under CI, where everything
+    it needs must be there (.ci/run installs it)."""
+    if under_ci():
+        pytest.fail(f"{reason} (CI=true: this test must run)")
+    pytest.skip(reason)
+
+
+def wait_for(condition, timeout: float = 10.0, what: str = "the condition", poll: float = 0.01,
+             error=AssertionError):
+    """condition()'s first true value, polled every ``poll`` s; ``error`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise error(f"waited {timeout:g} s for {what}")
+        time.sleep(poll)

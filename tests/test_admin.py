@@ -558,6 +558,21 @@ def test_verify_a_clean_store(two_versions):
     assert "store OK: 2 versions" in run.out
 
 
+def test_verify_reports_what_dead_workers_left_in_tmp(two_versions):
+    tmp = two_versions.parent / "spool" / "tmp"
+    fresh = tmp / "0000000000000002.0123456789abcdef0123.0a0b0c0d"
+    left = tmp / "0000000000000001.0123456789abcdef0123.deadbeef"
+    for path in (fresh, left):
+        path.write_bytes(b'{"update_id": "0123')   # half an update, never answered 100
+    then = left.stat().st_mtime - 600
+    os.utime(left, (then, then))
+    run = admin(two_versions, "verify")
+    assert run.status == 0, run.err   # harmless: nothing was accepted from them
+    assert re.search(r"spool: 1 temporary files in \S+, left by web workers that stopped while "
+                     r"writing them \(oldest 6\d\d s\)", run.out), run.out
+    assert "the writer removes them once 3600 s old" in run.out
+
+
 def tamper_with_a_row(config):
     db = sqlite3.connect(store_path(config))
     with db:

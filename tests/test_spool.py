@@ -196,7 +196,7 @@ def test_failure_reason_without_a_reason_file(spool):
     claimed = spool.claim(spool.enqueue(update).name)
     spool.give_up(claimed, "lost")
     (spool.failed / (update.name + ".reason")).unlink()
-    assert spool.failure_reason(update.update_id) == "no reason recorded"
+    assert spool.failure_reason(update.update_id).startswith("no reason recorded")
 
 
 def test_is_queued_in_new_and_cur_not_after_finish(spool):
@@ -366,3 +366,83 @@ def test_create_is_idempotent(spool):
     update = spool.enqueue(make_update())
     spool.create()
     assert spool.problems() == [] and names(spool.new) == [update.name]
+
+
+# -- what the web app never makes ---------------------------------------------------------
+
+def test_only_regular_files_whose_content_matches_their_name_are_read(spool, tmp_path):
+    good = make_update()
+    outside = tmp_path / "outside.json"
+    outside.write_bytes(good.to_bytes())
+    other = make_update(received_at=T0 + 1, checksum="b" * 64)
+    for received, plant in ((T0 + 10, lambda path: os.symlink(outside, path)),
+                            (T0 + 11, lambda path: os.mkdir(path)),
+                            (T0 + 12, lambda path: os.mkfifo(path))):
+        name = make_update(received_at=received).name
+        plant(spool.new / name)
+        with pytest.raises(ValueError, match="symbolic link|not a regular file"):
+            spool.read(spool.claim(name))
+    # a well-formed update under another update's name
+    (spool.new / other.name).write_bytes(good.to_bytes())
+    claimed = spool.claim(other.name)
+    with pytest.raises(ValueError, match="not what its name says"):
+        spool.check_name(claimed, SpooledUpdate.from_bytes(spool.read(claimed)))
+
+
+def test_strays_are_named_safely_for_failed(spool):
+    for odd in ("notes.txt", ".hidden", "x\nforged log line", "1234.reason"):
+        (spool.new / odd).write_text("junk")
+    (spool.cur / "no-attempt-number").write_text("junk")
+    strays = spool.strays()
+    assert sorted(s.path.name for s in strays) == sorted(
+        ["notes.txt", ".hidden", "x\nforged log line", "1234.reason", "no-attempt-number"])
+    for stray in strays:
+        assert re.fullmatch(r"\d{16}\.stray\.[A-Za-z0-9._-]+", stray.name), stray.name
+        assert not stray.name.endswith(".reason")
+        spool.give_up(stray, "a stray")
+    assert spool.strays() == [] and spool.backlog() == 0
+    assert len(spool.failed_names()) == 5
+    assert all(spool.failure_reason_of(n) == "a stray" for n in spool.failed_names())
+
+
+def test_temporaries_are_reported_then_removed_once_old(spool):
+    left = spool.tmp / "0000000000000001.0123456789abcdef0123.dead"
+    left.write_bytes(b'{"update_id": "01')
+    fresh = spool.tmp / "0000000000000002.0123456789abcdef0123.busy"
+    fresh.write_bytes(b"{")
+    old = os.stat(left).st_mtime - 120
+    os.utime(left, (old, old))
+    assert [name for name, _ in spool.temporaries(60)] == [left.name]
+    assert spool.remove_stale_temporaries(3600) == []          # not old enough yet
+    os.utime(left, (old - 3600, old - 3600))
+    assert spool.remove_stale_temporaries(3600) == [left.name]
+    assert sorted(os.listdir(spool.tmp)) == [fresh.name]
+
+
+def test_give_up_moves_the_file_even_when_its_reason_cannot_be_written(spool):
+    """A full disk refuses the reason file, not the rename: the bad file must not stay in
+    the way of the updates behind it (the disk-full drill does this on a full tmpfs)."""
+    update = make_update()
+    claimed = spool.claim(spool.enqueue(update).name)
+    (spool.failed / (update.name + ".reason")).mkdir()   # writing the reason fails
+    assert spool.give_up(claimed, "bad") is False
+    assert spool.backlog() == 0 and update.name in spool.failed_names()
+    assert not spool.is_queued(update.update_id)
+
+
+def test_a_failed_update_is_put_back_by_id_and_its_reason_dropped(spool):
+    update = make_update()
+    spool.give_up(spool.claim(spool.enqueue(update).name), "attempt 3: it failed")
+    assert spool.failure_reason(update.update_id) == "attempt 3: it failed"
+    with pytest.raises(KeyError):
+        spool.retry_failed("0" * 20)
+    assert spool.retry_failed(update.update_id) == update.name
+    assert spool.waiting() == [update.name] and spool.is_queued(update.update_id)
+    assert spool.failed_names() == [] and os.listdir(spool.failed) == []
+
+
+def test_what_a_bad_file_holds_never_reaches_the_reason_as_a_line_of_its_own():
+    with pytest.raises(ValueError) as refused:
+        SpooledUpdate.from_bytes(b'{"x\\nFORGED ERROR line": 1, "\\u001b[31m": 2}')
+    assert "\n" not in str(refused.value) and "\x1b" not in str(refused.value)
+    assert "x\\nFORGED" in str(refused.value)

@@ -28,7 +28,7 @@ import webtest
 from tests.fplane_samples import default_active, entry, make_rows, status_from_rows
 from tests.smtp_sink import HOST, SmtpSink
 from tests.support import (add_station, import_rows, init_store, run_admin, test_app,
-                           update_form, write_config)
+                           update_form, wait_for, write_config)
 from wsgi import dates
 from wsgi.config import Config, load_config
 from wsgi.fplane import VIRUS_SLOTS, parse_fplane
@@ -140,18 +140,6 @@ def admin_ok(svc: Service, *args) -> str:
     status, out, err = run_admin(svc.config, *args)
     assert status == 0, out + err
     return out
-
-
-def wait_for(condition, timeout: float = 10.0, what: str = "the condition"):
-    """condition()'s first true value, polled every 10 ms; AssertionError after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"waited {timeout} s for {what}")
-        time.sleep(0.01)
 
 
 # -- running the writer ------------------------------------------------------------------
@@ -583,39 +571,54 @@ def test_a_permanently_bad_file_goes_to_failed_at_once_and_the_spool_carries_on(
     admin_ok(svc, "verify")
 
 
-class FailingStore:
-    """A real store whose writes fail (as on a full disk) for the updates ``fails`` picks,
-    as many times as ``failures`` allows (None: always)."""
+class Failures:
+    """Which updates' writes fail, with what, and how often: shared by every connection
+    the writer opens (it opens a new one after a store error)."""
 
-    def __init__(self, store: Store, fails, failures: int | None = None):
-        self._store = store
-        self._fails = fails
-        self.failures_left = failures
+    def __init__(self, fails, error, left: int | None = None):
+        self.fails, self.error, self.left = fails, error, left
         self.tries: list[str] = []   # update ids whose write failed, in order
+
+
+class FailingStore:
+    """A real store whose writes fail as ``failures`` says (a full disk, a lock held too
+    long, or an error the update itself causes)."""
+
+    def __init__(self, store: Store, failures: Failures):
+        self._store = store
+        self._failures = failures
 
     def __getattr__(self, name):
         return getattr(self._store, name)
 
     def record_version(self, *args, update=None, **kwargs):
-        if self._fails(update.update_id) and self.failures_left != 0:
-            self.tries.append(update.update_id)
-            if self.failures_left is not None:
-                self.failures_left -= 1
-            raise sqlite3.OperationalError("database or disk is full")
+        failures = self._failures
+        if failures.fails(update.update_id) and failures.left != 0:
+            failures.tries.append(update.update_id)
+            if failures.left is not None:
+                failures.left -= 1
+            raise failures.error
         return self._store.record_version(*args, update=update, **kwargs)
+
+
+DISK_FULL = sqlite3.OperationalError("database or disk is full")
+LOCKED = sqlite3.OperationalError("database is locked")
+# What the update itself may cause (a row the schema refuses): counts toward max_attempts
+UPDATE_CAUSED = sqlite3.IntegrityError("CHECK constraint failed: specid")
 
 
 @pytest.fixture
 def failing_writer(svc, monkeypatch):
-    """An in-process Writer on ``svc`` whose store is a FailingStore made by ``make``."""
+    """An in-process Writer on ``svc`` whose store fails as make(fails, error, left) says."""
     made = {}
 
-    def make(fails, failures=None) -> loop.Writer:
+    def make(fails, error=UPDATE_CAUSED, left=None) -> loop.Writer:
+        made["failures"] = Failures(fails, error, left)
+
         class Stores:
             @staticmethod
-            def open_writable(path):
-                made["store"] = FailingStore(Store.open_writable(path), fails, failures)
-                return made["store"]
+            def open_writable(path, **kwargs):
+                return FailingStore(Store.open_writable(path, **kwargs), made["failures"])
 
         monkeypatch.setattr(loop, "Store", Stores)
         made["writer"] = loop.Writer(svc.cfg, make_logger(svc.cfg, "writer"))
@@ -626,7 +629,7 @@ def failing_writer(svc, monkeypatch):
         made["writer"].close()
 
 
-def test_a_failure_that_may_pass_is_tried_max_attempts_times(svc, failing_writer):
+def test_a_failure_the_update_causes_is_tried_max_attempts_times(svc, failing_writer):
     flaky_uid = post(svc, hardware(drop=SEATS[:1]), "2018-07-01T00:00:00Z")
     good_uid = post(svc, hardware(drop=SEATS[1:2]), "2018-07-01T00:00:01Z")
     make, made = failing_writer
@@ -634,23 +637,36 @@ def test_a_failure_that_may_pass_is_tried_max_attempts_times(svc, failing_writer
     [flaky_name, good_name] = names(svc, "new")
 
     assert writer.run_once() == 0 and writer.retry_pending
-    assert names(svc, "cur") == [f"{flaky_name}:1"]
+    assert names(svc, "cur") == [f"{flaky_name}:2"]   # attempt 1 failed: the next is 2
     assert updates_state(svc, flaky_uid)["state"] == "queued"
     # the next update waits: committed in the order posted, not overtaking a retry
     assert names(svc, "new") == [good_name]
     assert writer.run_once() == 0 and writer.retry_pending
-    assert names(svc, "cur") == [f"{flaky_name}:2"]
+    assert names(svc, "cur") == [f"{flaky_name}:3"]
     assert writer.run_once() == 2      # the third and last attempt, then the next update
     assert not writer.retry_pending
 
-    assert made["store"].tries == [flaky_uid] * svc.cfg.max_attempts
+    assert made["failures"].tries == [flaky_uid] * svc.cfg.max_attempts
     assert names(svc, "cur") == [] and names(svc, "new") == [] and names(svc, "done") == [good_name]
     assert names(svc, "failed") == [flaky_name, flaky_name + ".reason"]
     state = updates_state(svc, flaky_uid)
     assert state["state"] == "failed"
-    assert state["reason"] == "attempt 3: OperationalError: database or disk is full"
+    assert state["reason"] == "attempt 3: IntegrityError: CHECK constraint failed: specid"
     assert updates_state(svc, good_uid)["state"] == "committed"
     assert writer.counts["failed"] == 1 and writer.counts["committed"] == 1
+
+    # The operator sees it, and puts it back once the cause is mended
+    listed = admin_ok(svc, "failed")
+    assert flaky_uid in listed and "CHECK constraint failed" in listed
+    assert "put back" in admin_ok(svc, "retry", flaky_uid)
+    assert names(svc, "new") == [flaky_name] and names(svc, "failed") == []
+    assert updates_state(svc, flaky_uid)["state"] == "queued"
+    made["failures"].left = 0
+    assert writer.run_once() == 1
+    assert updates_state(svc, flaky_uid)["state"] == "committed"
+    assert "no failed updates" in admin_ok(svc, "failed")
+    status, _, err = run_admin(svc.config, "retry", flaky_uid)
+    assert status == 1 and f"no failed update '{flaky_uid}'" in err
 
 
 def test_a_retried_update_is_not_overtaken_by_a_later_correction(svc, failing_writer):
@@ -658,7 +674,7 @@ def test_a_retried_update_is_not_overtaken_by_a_later_correction(svc, failing_wr
     first = post(svc, hardware(drop=SEATS[:1]), valid_from)
     correction = post(svc, hardware(drop=SEATS[1:2]), valid_from)
     make, _ = failing_writer
-    writer = make(lambda uid: uid == first, failures=1)
+    writer = make(lambda uid: uid == first, left=1)
 
     assert writer.run_once() == 0
     assert writer.run_once() == 2
@@ -668,22 +684,45 @@ def test_a_retried_update_is_not_overtaken_by_a_later_correction(svc, failing_wr
     assert served_active_seats(svc, valid_from) == set(SEATS) - {SEATS[1]}
 
 
-def test_a_store_that_fails_every_write_uses_up_one_update_not_the_backlog(svc, failing_writer):
+@pytest.mark.parametrize("error, trouble", [(DISK_FULL, "the disk is full"),
+                                            (LOCKED, "the store is locked by another process")])
+def test_a_full_disk_or_a_locked_store_spends_no_attempt(svc, failing_writer, error, trouble):
+    """However long it lasts: an update is never given up for the machine's trouble."""
     uids = [post(svc, hardware(drop=SEATS[i:i + 1]), f"2018-07-01T00:00:0{i}Z") for i in range(5)]
+    first_name = names(svc, "new")[0]
     make, made = failing_writer
-    writer = make(lambda uid: True)
-    for _ in range(svc.cfg.max_attempts):   # a full disk for max_attempts sleeps
-        assert writer.run_once() in (0, 1)
+    writer = make(lambda uid: True, error)
+    for _ in range(svc.cfg.max_attempts * 3):
+        assert writer.run_once() == 0 and writer.retry_pending
+        assert names(svc, "cur") == [f"{first_name}:1"]   # still its first attempt
+        beat = read_heartbeat(svc.cfg.data_dir)
+        assert beat["state"].startswith(f"waiting: {trouble}"), beat
+        assert first_name in beat["state"] and "no attempt spent" in beat["state"]
+    assert made["failures"].tries == [uids[0]] * svc.cfg.max_attempts * 3
+    health = svc.app.get("/health", expect_errors=True)
+    assert health.status_int == 503 and trouble in health.text
 
-    assert made["store"].tries == [uids[0]] * svc.cfg.max_attempts + [uids[1]]
-    assert updates_state(svc, uids[0])["state"] == "failed"
-    made["store"].failures_left = 0         # room on the disk again
-    assert writer.run_once() == 4
-    assert [updates_state(svc, uid)["state"] for uid in uids[1:]] == ["committed"] * 4
-    [failed_name] = [n for n in names(svc, "new") + names(svc, "done") + names(svc, "failed")
-                     if uids[0] in n and not n.endswith(".reason")]
-    assert names(svc, "failed") == [failed_name, failed_name + ".reason"]
-    assert names(svc, "new") == names(svc, "cur") == [] and len(names(svc, "done")) == 4
+    made["failures"].left = 0         # room on the disk again, the lock let go
+    assert writer.run_once() == 5
+    assert [updates_state(svc, uid)["state"] for uid in uids] == ["committed"] * 5
+    assert names(svc, "failed") == [] and writer.counts["failed"] == 0
+    assert names(svc, "new") == names(svc, "cur") == [] and len(names(svc, "done")) == 5
+
+
+@pytest.mark.parametrize("error, transient", [
+    (sqlite3.OperationalError("database is locked"), True),
+    (sqlite3.OperationalError("database or disk is full"), True),
+    (sqlite3.OperationalError("disk I/O error"), True),
+    (sqlite3.DatabaseError("database disk image is malformed"), True),
+    (OSError(28, "No space left on device"), True),
+    (OSError(5, "Input/output error"), True),
+    (UPDATE_CAUSED, False),
+    (OSError(13, "Permission denied"), False),
+    (ValueError("not a spooled update"), False),
+    (KeyError("specid"), False),
+])
+def test_only_the_machines_trouble_is_transient(error, transient):
+    assert loop.is_transient(error) is transient
 
 
 # Runs the real writer, except that committing one update kills it, as an update that
@@ -691,7 +730,7 @@ def test_a_store_that_fails_every_write_uses_up_one_update_not_the_backlog(svc, 
 KILLED_BY = """
 import os, signal, sys
 from writer import loop
-poison = os.environ["POISON_UPDATE"]
+poison = os.environ.get("POISON_UPDATE")
 real_commit = loop.commit_update
 def commit_update(store, config, update, *args, **kwargs):
     if update.update_id == poison:
@@ -702,26 +741,26 @@ sys.exit(loop.main(sys.argv[1:]))
 """
 
 
-def test_an_update_that_kills_the_writer_every_time_ends_in_failed(svc, monkeypatch):
-    poison = post(svc, hardware(drop=SEATS[:1]), "2018-07-01T00:00:00Z")
-    good = post(svc, hardware(drop=SEATS[1:2]), "2018-07-01T00:00:01Z")
-    [poison_name, good_name] = names(svc, "new")
-    monkeypatch.setenv("POISON_UPDATE", poison)
+def test_an_update_in_hand_whenever_the_writer_dies_is_never_given_up(svc, monkeypatch):
+    held = post(svc, hardware(drop=SEATS[:1]), "2018-07-01T00:00:00Z")
+    behind = post(svc, hardware(drop=SEATS[1:2]), "2018-07-01T00:00:01Z")
+    [held_name, behind_name] = names(svc, "new")
+    monkeypatch.setenv("POISON_UPDATE", held)
     command = [sys.executable, "-c", KILLED_BY, "-c", str(svc.config), "--once"]
 
-    statuses = []
     for _ in range(svc.cfg.max_attempts + 2):
-        run = run_writer(svc.config, command=command)
-        statuses.append(run.status)
-        if run.status == 0:
-            break
+        assert run_writer(svc.config, command=command).status == -signal.SIGKILL
+        # a death spends no attempt, and the update behind waits its turn
+        assert names(svc, "cur") == [f"{held_name}:1"] and names(svc, "new") == [behind_name]
+        assert updates_state(svc, held)["state"] == "queued"
 
-    assert statuses == [-signal.SIGKILL] * svc.cfg.max_attempts + [0], statuses
-    assert names(svc, "failed") == [poison_name, poison_name + ".reason"]
-    reason = updates_state(svc, poison)["reason"]
-    assert f"attempt {svc.cfg.max_attempts}:" in reason and "stopped" in reason
-    assert updates_state(svc, good)["state"] == "committed"
-    assert names(svc, "cur") == [] and names(svc, "done") == [good_name]
+    monkeypatch.delenv("POISON_UPDATE")   # whatever killed the writer has stopped
+    run = run_writer(svc.config, command=command)
+    assert run.status == 0, run.err
+    assert "in hand when a writer stopped" in run.err or summary_counts(run.err)["committed"] == 2
+    assert [updates_state(svc, uid)["state"] for uid in (held, behind)] == ["committed"] * 2
+    assert names(svc, "failed") == [] and names(svc, "cur") == []
+    assert names(svc, "done") == [held_name, behind_name]
 
 
 def test_a_file_committed_before_its_last_fatal_attempt_is_not_given_up(svc):

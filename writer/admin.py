@@ -14,6 +14,8 @@
     fplane-admin -c config.ini held
     fplane-admin -c config.ini release ID
     fplane-admin -c config.ini reject ID [--reason R]
+    fplane-admin -c config.ini failed
+    fplane-admin -c config.ini retry ID
 
 Exit status: 0 done, 1 refused or failed (the reason on standard error), 2 bad usage.
 Besides the writer, this is the only program that writes to the store.
@@ -35,7 +37,7 @@ from wsgi.reading import FplaneQuery, FplaneReader, until_text
 from wsgi.heartbeat import read_heartbeat
 from wsgi.responses import CodedError
 from wsgi.snapshot import SnapshotError, SnapshotSource, make_snapshot
-from wsgi.spool import Spool
+from wsgi.spool import STALE_TEMPORARY_AGE, TEMPORARY_GRACE, Spool
 from wsgi.store import Store, StoreUnavailable
 from wsgi.status import PositionsUpdate
 from wsgi.updates import plan_positions
@@ -142,6 +144,13 @@ def _parser() -> argparse.ArgumentParser:
     reject.add_argument("update_id", metavar="ID")
     reject.add_argument("--reason", default="", metavar="R", help="why, for the audit trail")
     reject.set_defaults(command=cmd_reject)
+
+    commands.add_parser("failed", help="list the spooled files the writer gave up on, and why"
+                        ).set_defaults(command=cmd_failed)
+    retry = commands.add_parser("retry", help="put a failed update back in the spool for the "
+                                              "writer to try again")
+    retry.add_argument("update_id", metavar="ID", help="the update id (or the file name in failed/)")
+    retry.set_defaults(command=cmd_retry)
     return parser
 
 
@@ -316,6 +325,12 @@ def cmd_verify(config, args) -> int:
     print(f"store OK: {plural(versions, 'version')}, schema, content hashes and update records check out")
     print(f"spool: {plural(spool.backlog(), 'update')} waiting, {len(spool.failed_names())} failed "
           f"(in {spool.failed}), {held} held for review (fplane-admin held)")
+    left = spool.temporaries(TEMPORARY_GRACE)
+    if left:
+        oldest = max(age for _, age in left)
+        print(f"spool: {len(left)} temporary files in {spool.tmp}, left by web workers that "
+              f"stopped while writing them (oldest {oldest:.0f} s); never accepted, the writer "
+              f"removes them once {STALE_TEMPORARY_AGE:.0f} s old")
     beat = read_heartbeat(config.data_dir)
     print("writer: no heartbeat yet (has fplane-writer ever run?)" if beat is None else
           f"writer: pid {beat.get('pid')}, {beat.get('state')}, last heartbeat {beat.get('beat_at')}")
@@ -427,6 +442,32 @@ def cmd_reject(config, args) -> int:
         reason = f"rejected by {_operator()}" + (f": {args.reason}" if args.reason else "")
         store.record_update(update, "rejected", _now_micros(), reason=reason)
     print(f"update {update.update_id}: {reason}; nothing committed")
+    return 0
+
+
+def cmd_failed(config, args) -> int:
+    spool = Spool(config.spool_dir)
+    failed = spool.failed_names()
+    if not failed:
+        print(f"no failed updates in {spool.failed}")
+        return 0
+    print(f"{len(failed)} files the writer gave up on, in {spool.failed} (retry ID puts an "
+          f"update back):")
+    for name in failed:
+        reason = spool.failure_reason_of(name)
+        print(f"{name}  {reason}")
+    return 0
+
+
+def cmd_retry(config, args) -> int:
+    spool = Spool(config.spool_dir)
+    try:
+        name = spool.retry_failed(args.update_id)
+    except KeyError:
+        raise Refused(f"no failed update {args.update_id!r} in {spool.failed} "
+                      f"(fplane-admin failed lists them)") from None
+    print(f"update {name} put back in {spool.new}: the writer tries it again "
+          f"(GET /updates/ID follows it)")
     return 0
 
 

@@ -14,16 +14,26 @@ Crash safety, with the update ids of wsgi.spool: an update is claimed by renamin
 cur/, committed with its audit record in one transaction, then moved to done/. Killed
 anywhere in between, the writer finds the file in cur/ at its next start and commits it
 again, which the update id in the store turns into "already recorded, nothing to do".
-Each claim counts an attempt in the file's name before the attempt starts, so even an
-update that kills the writer every time ends in failed/ after ``[Writer] max_attempts``.
+
+What counts toward ``[Writer] max_attempts`` is only a failure the update itself causes:
+the attempt number in a claimed file's name goes up when an attempt fails, never when the
+writer dies (it is killed, the machine stops: an accepted update is not given up for
+that), and never for a transient trouble of the machine (a store locked or busy beyond
+its timeout, a full disk, an I/O error): the update then stays in cur/ as it is, the
+heartbeat says what the writer waits for, and it tries again after ``[Writer] sleep``,
+for as long as it takes. A file that cannot be an update (bad content, a directory, a
+symlink, a name the spool never makes) goes to failed/ at once, with its reason; an
+operator puts a failed update back with ``fplane-admin retry ID``.
 
 One writer per data directory: a lock file (flock, released by the kernel however the
 process ends) refuses a second one.
 """
 
 import argparse
+import errno
 import fcntl
 import os
+import sqlite3
 import signal
 import sys
 import threading
@@ -35,8 +45,8 @@ from pathlib import Path
 from wsgi import dates
 from wsgi.config import ConfigError, load_config
 from wsgi.heartbeat import write_heartbeat
-from wsgi.logs import make_logger
-from wsgi.spool import Claimed, Spool, SpooledUpdate
+from wsgi.logs import make_logger, printable
+from wsgi.spool import STALE_TEMPORARY_AGE, Claimed, Spool, SpooledUpdate
 from wsgi.status import UpdateError
 from wsgi.store import Store, StoreUnavailable, UpdateAlreadyRecorded, UpdateRecord
 from writer.commit import commit_update, notification_for
@@ -44,6 +54,15 @@ from writer.notify import Notifier
 
 LOCK_FILENAME = "writer.lock"
 HEARTBEAT_INTERVAL = 1.0   # seconds between heartbeats while busy
+# How long one try waits for a store another process has locked: short, so the heartbeat
+# keeps saying "waiting" while the lock lasts (and /health with it) instead of going stale.
+STORE_BUSY_TIMEOUT = 2.0
+# How often the writer removes what dead workers left in tmp/ (wsgi.spool)
+TEMPORARIES_CHECK_INTERVAL = 2.0
+# errno values of troubles of the machine, not of the update: tried again without end
+TRANSIENT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.ENOMEM,
+                              errno.EMFILE, errno.ENFILE, errno.EAGAIN, errno.EROFS,
+                              errno.ESTALE})
 # What the writer counts, in the heartbeat and in its closing summary
 OUTCOMES = ("committed", "unchanged", "held", "duplicates", "failed")
 
@@ -52,8 +71,14 @@ class WriterBusy(Exception):
     """Another writer holds the data directory's lock."""
 
 
-class DiedEveryTime(Exception):
-    """A claimed file's every attempt ended with the writer's death (crash, kill, OOM)."""
+def is_transient(err: Exception) -> bool:
+    """A failure of the machine (the store locked or busy, a full disk, an I/O error), which
+    passes without anything done to the update, as opposed to one the update causes."""
+    if isinstance(err, (sqlite3.OperationalError, StoreUnavailable)):
+        return True   # locked, busy, full, I/O error, cannot open: never the data's fault
+    if type(err) is sqlite3.DatabaseError:
+        return True   # a damaged file: the operator restores it; the update waits
+    return isinstance(err, OSError) and err.errno in TRANSIENT_ERRNOS
 
 
 class Writer:
@@ -68,8 +93,10 @@ class Writer:
         self._store: Store | None = None
         self.store_problem: StoreUnavailable | None = None   # why the store cannot be opened
         self.retry_pending = False   # the last pass ended on an attempt to try again
+        self.waiting_for: str | None = None   # the transient trouble the last pass met
         self._stop = threading.Event()
         self._last_beat = 0.0
+        self._temporaries_checked = 0.0
 
     # -- one pass -----------------------------------------------------------------------
 
@@ -80,16 +107,17 @@ class Writer:
         An attempt that failed but may pass later ends the pass: its update stays in cur/
         for the next pass, after a sleep, and the updates behind it wait. So updates are
         still committed in the order they came (a later correction for the same instant
-        is not overtaken by the retry of an earlier one), and a store that fails every
-        write for a while (a full disk, a lock held too long) uses up the attempts of one
-        update, not of the whole backlog."""
+        is not overtaken by the retry of an earlier one). A store that fails every write
+        for a while (a full disk, a lock held too long) spends no update's attempts."""
         self.retry_pending = False
+        self.waiting_for = None
         store = self._open_store()
         if store is None:
             return 0
+        self._move_strays_aside()
         finished = 0
-        for claimed, died_every_time in self._attempts():
-            if not self._handle(store, claimed, died_every_time):
+        for claimed in self._attempts():
+            if not self._handle(store, claimed):
                 self.retry_pending = True
                 break
             finished += 1
@@ -98,31 +126,101 @@ class Writer:
         return finished
 
     def _attempts(self):
-        """(claimed file, died_every_time) in the order to try them: files a dead writer
-        left in cur/, then new/, oldest first. Lazy, so stopping claims nothing more."""
-        for claimed in self.spool.claimed():
-            if claimed.attempt >= self.config.max_attempts:
-                # A failed attempt gives up at the last one, so the writer died during
-                # each of them: the update itself may be what kills it.
-                yield claimed, True
-            elif (again := self.spool.retry(claimed)) is not None:
-                yield again, False
+        """Claimed files in the order to try them: those a stopped writer left in cur/ or a
+        failed attempt put back there (each at the attempt its name says: a writer's
+        death spends none), then new/, oldest first. Lazy, so stopping claims nothing more."""
+        yield from self.spool.claimed()
         for name in self.spool.waiting():
             if (claimed := self.spool.claim(name)) is not None:
-                yield claimed, False
+                yield claimed
 
-    def _handle(self, store: Store, claimed: Claimed, died_every_time: bool = False) -> int:
+    def _handle(self, store: Store, claimed: Claimed) -> bool:
+        """True when the pass may go on to the next update."""
         try:
             update = SpooledUpdate.from_bytes(self.spool.read(claimed))
-            if died_every_time and store.update_by_id(update.update_id) is None:
-                raise DiedEveryTime(f"the writer stopped (crashed or was killed) during each of "
-                                    f"its {claimed.attempt} attempts; not trying again")
+            self.spool.check_name(claimed, update)
             self._commit(store, update)
         except Exception as err:   # one update's failure must not stop the spool
             return self._failed(claimed, err)
-        self.spool.finish(claimed)
+        try:
+            self.spool.finish(claimed)
+        except OSError as err:
+            # In the store already: the next pass finds it recorded and moves it on.
+            return self._transient(claimed, err)
         self._beat_if_due()
-        return 1
+        return True
+
+    def _failed(self, claimed: Claimed, err: Exception) -> bool:
+        if is_transient(err):
+            return self._transient(claimed, err)
+        reason = printable(f"{type(err).__name__}: {err}")   # one line in the log, whatever it says
+        # A file that cannot be read as an update, or whose data the checks now refuse,
+        # will not get better by trying again.
+        permanent = isinstance(err, (ValueError, UpdateError))
+        if permanent or claimed.attempt >= self.config.max_attempts:
+            self._give_up(claimed, f"attempt {claimed.attempt}: {reason}")
+            return True
+        self.log.warning("update %s: attempt %d of %d failed, retrying after a pause: %s",
+                         claimed.name, claimed.attempt, self.config.max_attempts, reason)
+        try:
+            self.spool.retry(claimed)   # counted before the next try: it survives a crash
+        except OSError as move_err:
+            return self._transient(claimed, move_err)
+        return False
+
+    def _transient(self, claimed: Claimed, err: Exception) -> bool:
+        """The machine's trouble, not the update's: it stays in cur/ with its attempts
+        unspent, and the pass ends, to try again after a sleep."""
+        trouble = _trouble(err)
+        self.waiting_for = trouble
+        if isinstance(err, sqlite3.Error):
+            self.close()   # a fresh connection next pass: never one left mid-transaction
+        self._set_state(f"waiting: {trouble}; update {claimed.name} stays queued and is tried "
+                        f"again (no attempt spent)")
+        self.log.warning("update %s: %s; it stays queued, trying again in %g s (no attempt spent)",
+                         claimed.name, trouble, self.config.writer_sleep)
+        return False
+
+    def _give_up(self, claimed: Claimed, reason: str) -> None:
+        try:
+            reason_kept = self.spool.give_up(claimed, reason)
+        except OSError as err:
+            # It stays in cur/ and is given up at the next pass; the pass goes on, so one
+            # bad file never holds back the good ones behind it.
+            self.retry_pending = True
+            self.log.error("update %s failed for good (%s) but cannot be moved to failed/: %s; "
+                           "trying again at the next pass", claimed.name, reason, err)
+            return
+        self.counts["failed"] += 1
+        self.log.error("update %s failed for good after attempt %d, moved to failed/%s: %s",
+                       claimed.name, claimed.attempt,
+                       "" if reason_kept else " (its reason file could not be written)", reason)
+        self.notifier.notify(
+            f"update {claimed.name} failed",
+            f"The writer gave up on spooled update {claimed.name} after attempt "
+            f"{claimed.attempt}:\n{reason}\n\nThe file and its reason are in "
+            f"{self.spool.failed}/. `fplane-admin failed` lists the failed updates, "
+            f"`fplane-admin retry ID` puts one back; posting it again spools it anew.\n")
+
+    def _move_strays_aside(self) -> None:
+        for stray in self.spool.strays():
+            what = repr(stray.path.name)[:120]   # repr: a name with a newline forges no log line
+            self._give_up(stray, f"{what} in {stray.path.parent.name}/ is not a name the "
+                                 f"spool makes; moved aside as {stray.name}")
+
+    def _remove_stale_temporaries(self) -> None:
+        if time.monotonic() - self._temporaries_checked < TEMPORARIES_CHECK_INTERVAL:
+            return
+        self._temporaries_checked = time.monotonic()
+        try:
+            removed = self.spool.remove_stale_temporaries(STALE_TEMPORARY_AGE)
+        except OSError as err:
+            self.log.warning("spool: cannot clean %s: %s", self.spool.tmp, err)
+            return
+        if removed:
+            self.log.info("spool: removed %d temporary files over %d s old in tmp/, left by "
+                          "workers that stopped while writing them", len(removed),
+                          STALE_TEMPORARY_AGE)
 
     def _commit(self, store: Store, update: SpooledUpdate) -> None:
         if store.update_by_id(update.update_id) is not None:
@@ -148,30 +246,11 @@ class Writer:
         if mail is not None:
             self.notifier.notify(*mail)
 
-    def _failed(self, claimed: Claimed, err: Exception) -> int:
-        reason = f"{type(err).__name__}: {err}"
-        # A file that cannot be read as an update, or whose data the checks now refuse,
-        # will not get better by trying again.
-        permanent = isinstance(err, (ValueError, UpdateError, DiedEveryTime))
-        if permanent or claimed.attempt >= self.config.max_attempts:
-            self.spool.give_up(claimed, f"attempt {claimed.attempt}: {reason}")
-            self.counts["failed"] += 1
-            self.log.error("update %s failed for good after attempt %d, moved to failed/: %s",
-                           claimed.name, claimed.attempt, reason)
-            self.notifier.notify(
-                f"update {claimed.name} failed",
-                f"The writer gave up on spooled update {claimed.name} after attempt "
-                f"{claimed.attempt}:\n{reason}\n\nThe file and its reason are in "
-                f"{self.spool.failed}/. Posting the same update again spools it anew.\n")
-            return 1
-        self.log.warning("update %s: attempt %d of %d failed, retrying after a pause: %s",
-                         claimed.name, claimed.attempt, self.config.max_attempts, reason)
-        return 0
-
     def _open_store(self) -> Store | None:
         if self._store is None:
             try:
-                self._store = Store.open_writable(self.config.store_path)
+                self._store = Store.open_writable(self.config.store_path,
+                                                  busy_timeout=STORE_BUSY_TIMEOUT)
             except StoreUnavailable as err:
                 # Nothing is claimed while the store is away, so no update uses up its
                 # attempts on a problem that is not its own.
@@ -198,15 +277,32 @@ class Writer:
             self.spool.put_receipts_right()   # a writer that died may have left them wrong
         except OSError as err:
             self.log.warning("spool: cannot put the receipts in %s right: %s", self.spool.ids, err)
+        in_hand = self.spool.claimed()
+        if in_hand:
+            self.log.warning("%d updates were in hand when a writer stopped; trying them again "
+                             "(a writer's death spends no attempt): %s", len(in_hand),
+                             ", ".join(c.path.name for c in in_hand[:5]))
         while not self.stopping:
-            self._set_state("working")
-            finished = self.run_once()
+            if self.waiting_for is None and self.store_problem is None:
+                self._set_state("working")
+            try:
+                self._remove_stale_temporaries()
+                finished = self.run_once()
+            except (OSError, sqlite3.Error) as err:
+                # A full or failing disk under the spool itself (a claim, a listing): the
+                # writer waits it out; it never exits, so it never crash-loops.
+                self.close()
+                self.waiting_for = _trouble(err)
+                self._set_state(f"waiting: {self.waiting_for}")
+                self.log.error("spool or store trouble, trying again in %g s: %s",
+                               self.config.writer_sleep, self.waiting_for)
+                finished, self.retry_pending = 0, True
             if finished and not self.retry_pending:
                 continue   # sleep only when idle: more may have arrived meanwhile
             if once:
                 break
-            if self.store_problem is None:   # else the heartbeat keeps saying why it waits
-                self._set_state("idle")
+            if self.store_problem is None and self.waiting_for is None:
+                self._set_state("idle")   # else the heartbeat keeps saying why it waits
             self._stop.wait(self.config.writer_sleep)
         self._set_state("stopped")
 
@@ -242,6 +338,16 @@ class Writer:
 
 def _now() -> datetime:
     return datetime.now(timezone.utc)
+
+
+def _trouble(err: Exception) -> str:
+    """What a transient failure is, in the operator's words."""
+    text = printable(str(err))
+    if isinstance(err, sqlite3.OperationalError) and ("locked" in text or "busy" in text):
+        return f"the store is locked by another process ({text})"
+    if (isinstance(err, OSError) and err.errno == errno.ENOSPC) or "disk is full" in text:
+        return f"the disk is full ({text})"
+    return f"{type(err).__name__}: {text}"
 
 
 class DataDirectoryLock:
@@ -300,6 +406,10 @@ def main(argv=None) -> int:
                 problem = writer.store_problem
                 print(f"fplane-writer: {problem} ({problem.detail}); the spool was left as it is",
                       file=sys.stderr)
+                return 1
+            if args.once and writer.waiting_for is not None:
+                print(f"fplane-writer: stopped while waiting: {writer.waiting_for}; the updates "
+                      f"left stay queued", file=sys.stderr)
                 return 1
     except (WriterBusy, OSError) as err:
         log.error("%s", err)

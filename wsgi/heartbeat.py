@@ -21,8 +21,12 @@ def heartbeat_path(data_dir: Path) -> Path:
 def write_heartbeat(data_dir: Path, fields: dict) -> None:
     target = heartbeat_path(data_dir)
     temporary = target.with_name(f".{FILENAME}.{secrets.token_hex(4)}")
-    temporary.write_text(json.dumps(fields, indent=1) + "\n", "utf-8")
-    os.replace(temporary, target)
+    try:
+        temporary.write_text(json.dumps(fields, indent=1) + "\n", "utf-8")
+        os.replace(temporary, target)
+    except BaseException:
+        temporary.unlink(missing_ok=True)   # a full disk must not fill up with half beats
+        raise
 
 
 def read_heartbeat(data_dir: Path) -> dict | None:

@@ -33,6 +33,16 @@ def printable(text: str) -> str:
     return _UNPRINTABLE.sub(lambda found: repr(found.group())[1:-1], text)
 
 
+def printable(text: str) -> str:
+    """``text`` on one line whatever it holds: control characters (CR, LF, ESC, NUL, ...)
+    written as escapes, so text taken from a file or a request never forges or breaks a
+    log line."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii")
+                   for c in text)
+
+
 def make_logger(config, role: str) -> logging.Logger:
     logger = logging.Logger(f"fplaneserver.{role}", level=config.loglevel)
     if config.log is None:

@@ -4,7 +4,9 @@
     new/     then renames it here and fsyncs the directory: only then is 100 answered;
     cur/     the writer claims a file by renaming it here, the attempt number in its name;
     done/    committed (or found already committed): the raw request, kept;
-    failed/  given up after [Writer] max_attempts, with a ``.reason`` file beside it;
+    failed/  given up (an update that cannot be committed, or a file the web app never
+             makes: another name, a directory, a symlink), with a ``.reason`` file beside
+             it; ``fplane-admin retry`` puts an update back into new/;
     ids/     a receipt named by the update id for each update in new/ or cur/: the
              web app asks "is this update queued?" with one stat instead of listing a
              backlog that may be thousands long. Made once the file is safely in new/,
@@ -30,16 +32,20 @@ A spooled update is a small JSON object (never pickle): who sent it, when, what
 """
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
 import re
 import secrets
+import stat
+import time
 from dataclasses import dataclass
 from dataclasses import fields as dataclass_fields
 from pathlib import Path
 
 from wsgi.files import fsync_directory
+from wsgi.logs import printable
 
 SUBDIRECTORIES = ("tmp", "new", "cur", "done", "failed", "ids")
 KINDS = ("config", "positions")
@@ -48,6 +54,15 @@ _UPDATE_ID = re.compile(r"[0-9a-f]{20}")
 _NAME = re.compile(r"(?P<received>\d{16})\.(?P<update_id>[0-9a-f]{20})")
 _CLAIMED = re.compile(rf"(?P<name>{_NAME.pattern}):(?P<attempt>\d+)")
 REASON_SUFFIX = ".reason"
+# A file in tmp/ is being written for milliseconds (a worker stuck longer is killed by
+# uWSGI's harakiri after 30 s): one older than a minute was left by a worker that died
+# mid-write, which `fplane-admin verify` reports, and one older than an hour is removed
+# by the writer, long after any worker could still be writing it.
+TEMPORARY_GRACE = 60.0
+STALE_TEMPORARY_AGE = 3600.0
+# Far above any update the web app accepts ([Server] max_body): a bigger file is not one.
+MAX_SPOOLED_BYTES = 64 * 1024 * 1024
+_STRAY_NAME_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 
 
 def update_id(station: str, checksum: str, target: str = "") -> str:
@@ -90,7 +105,8 @@ class SpooledUpdate:
             fields = json.loads(raw.decode("utf-8"))
             update = cls(**fields)
         except (UnicodeDecodeError, json.JSONDecodeError, TypeError) as err:
-            raise ValueError(f"not a spooled update: {err}") from None
+            # printable: a TypeError names the file's own keys, which may hold a newline
+            raise ValueError(f"not a spooled update: {printable(str(err))}") from None
         for f in dataclass_fields(cls):
             # Exact types: True is no received_at, "yes" no held (and is_update_id needs a str).
             if type(getattr(update, f.name)) is not f.type:
@@ -191,13 +207,18 @@ class Spool:
 
     def failure_reason(self, update_id: str) -> str | None:
         """Why the writer gave up on the update, or None if it is not in failed/."""
-        for name in self.failed_names():
+        for name in reversed(self.failed_names()):   # the latest copy of the update
             if _id_of(name) == update_id:
-                try:
-                    return (self.failed / (name + REASON_SUFFIX)).read_text("utf-8").strip()
-                except OSError:
-                    return "no reason recorded"
+                return self.failure_reason_of(name)
         return None
+
+    def failure_reason_of(self, name: str) -> str:
+        """The reason beside failed/<name>, on one line."""
+        try:
+            text = (self.failed / (name + REASON_SUFFIX)).read_text("utf-8", "replace")
+        except OSError:
+            return "no reason recorded (the disk may have been full: see the writer's log)"
+        return " ".join(text.split())
 
     def failed_names(self) -> list[str]:
         return sorted(n for n in _names(self.failed) if not n.endswith(REASON_SUFFIX))
@@ -215,6 +236,57 @@ class Spool:
             if match:
                 found.append(Claimed(self.cur / name, match["name"], int(match["attempt"])))
         return sorted(found, key=lambda c: c.name)
+
+    def strays(self) -> list[Claimed]:
+        """Entries in new/ and cur/ with names the spool never makes (dropped in by hand or
+        by another program), each as a Claimed to move aside under a safe name of its own
+        in failed/: ``<now µs>.stray.<the name, odd characters as _>``."""
+        found = []
+        for directory, pattern in ((self.new, _NAME), (self.cur, _CLAIMED)):
+            for name in _names(directory):
+                if not pattern.fullmatch(name):
+                    safe = _STRAY_NAME_UNSAFE.sub("_", name)[:80]
+                    if safe.endswith(REASON_SUFFIX):   # it must not pass for a reason file
+                        safe += "_"
+                    aside = f"{time.time_ns() // 1000:016d}.stray.{safe}"
+                    found.append(Claimed(directory / name, aside, 0))
+        return found
+
+    def temporaries(self, older_than: float, now: float | None = None) -> list[tuple[str, float]]:
+        """(name, age in seconds) of the files in tmp/ last changed over ``older_than`` ago."""
+        now = time.time() if now is None else now
+        old = []
+        for name in _names(self.tmp):
+            try:
+                age = now - os.lstat(self.tmp / name).st_mtime
+            except FileNotFoundError:
+                continue   # renamed into new/ meanwhile
+            if age > older_than:
+                old.append((name, age))
+        return sorted(old)
+
+    def remove_stale_temporaries(self, older_than: float = STALE_TEMPORARY_AGE) -> list[str]:
+        """Remove what workers that died mid-write left in tmp/ (never a file in
+        progress: see STALE_TEMPORARY_AGE); returns the names removed."""
+        removed = []
+        for name, _ in self.temporaries(older_than):
+            with contextlib.suppress(FileNotFoundError):
+                (self.tmp / name).unlink()
+                removed.append(name)
+        return removed
+
+    def retry_failed(self, wanted: str) -> str:
+        """Put a failed update (by update id or file name) back into new/ for the writer
+        to try again; returns its file name. KeyError when failed/ has no such update."""
+        for name in reversed(self.failed_names()):   # the latest copy of an update id
+            if _NAME.fullmatch(name) and wanted in (name, _id_of(name)):
+                target = self.new / name
+                os.rename(self.failed / name, target)
+                fsync_directory(self.new)
+                (self.failed / (name + REASON_SUFFIX)).unlink(missing_ok=True)
+                self._make_receipt(_id_of(name), target)
+                return name
+        raise KeyError(wanted)
 
     def waiting(self) -> list[str]:
         """Names in new/, oldest first."""
@@ -240,28 +312,77 @@ class Spool:
         return Claimed(target, name, attempt)
 
     def read(self, claimed: Claimed) -> bytes:
-        return claimed.path.read_bytes()
+        """The claimed file's bytes; ValueError when it is not a file the web app makes
+        (a symlink, a directory, a pipe, a file far too big) or its content's id is not
+        its name's."""
+        try:
+            # O_NOFOLLOW: a symlink is never followed out of the spool; O_NONBLOCK: a
+            # pipe cannot hang the writer on open.
+            fd = os.open(claimed.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except OSError as err:
+            if err.errno == errno.ELOOP:
+                raise ValueError("not a spooled update: a symbolic link") from None
+            raise
+        try:
+            found = os.fstat(fd)
+            if not stat.S_ISREG(found.st_mode):
+                raise ValueError("not a spooled update: not a regular file "
+                                 f"({_file_type(found.st_mode)})")
+            if found.st_size > MAX_SPOOLED_BYTES:
+                raise ValueError(f"not a spooled update: {found.st_size} bytes is too big")
+            with os.fdopen(os.dup(fd), "rb") as f:
+                return f.read()
+        finally:
+            os.close(fd)
+
+    def check_name(self, claimed: Claimed, update: "SpooledUpdate") -> None:
+        """ValueError unless the update in the file is the one its name says."""
+        if update.name != claimed.name:
+            raise ValueError(f"not a spooled update: its content ({update.name}) is not "
+                             f"what its name says")
 
     def finish(self, claimed: Claimed) -> None:
         """The update is in the store: keep the raw request in done/."""
         os.rename(claimed.path, self.done / claimed.name)
         self._drop_receipt(claimed)
 
-    def give_up(self, claimed: Claimed, reason: str) -> None:
-        """Move aside for good, with its reason, so one bad file cannot block the spool."""
+    def give_up(self, claimed: Claimed, reason: str) -> bool:
+        """Move aside for good, with its reason, so one bad file cannot block the spool.
+
+        The move is a rename, which a full disk does not stop; the reason is a new file,
+        which it may: then the file is moved without it (False, and the caller logs the
+        reason instead) rather than left to block the updates behind it."""
         reason_file = self.failed / (claimed.name + REASON_SUFFIX)
-        reason_file.write_text(reason.rstrip("\n") + "\n", "utf-8")
+        try:
+            reason_file.write_text(reason.rstrip("\n") + "\n", "utf-8")
+            written = True
+        except OSError:
+            with contextlib.suppress(OSError):
+                reason_file.unlink(missing_ok=True)   # never half a reason
+            written = False
         os.rename(claimed.path, self.failed / claimed.name)
-        fsync_directory(self.failed)
         self._drop_receipt(claimed)
+        fsync_directory(self.failed)
+        return written
 
     def _drop_receipt(self, claimed: Claimed) -> None:
-        (self.ids / _id_of(claimed.name)).unlink(missing_ok=True)
+        update_id = _id_of(claimed.name)
+        if update_id is not None:   # a stray has none
+            (self.ids / update_id).unlink(missing_ok=True)
 
 
 def _id_of(name: str) -> str | None:
     match = _NAME.match(name)
     return match["update_id"] if match else None
+
+
+def _file_type(mode: int) -> str:
+    for test, name in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a pipe"),
+                       (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a device"),
+                       (stat.S_ISBLK, "a device")):
+        if test(mode):
+            return name
+    return "not a plain file"
 
 
 def _names(directory: Path):

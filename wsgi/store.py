@@ -255,8 +255,9 @@ class Store:
             f"{path.absolute().as_uri()}?mode=ro", uri=True))
 
     @classmethod
-    def open_writable(cls, path: Path, create: bool = False) -> "Store":
-        """Open for writing; with ``create``, make the file and bring its schema up to date."""
+    def open_writable(cls, path: Path, create: bool = False, busy_timeout: float = 30) -> "Store":
+        """Open for writing; with ``create``, make the file and bring its schema up to date.
+        ``busy_timeout``: how long a write waits for another process's lock (seconds)."""
         path = Path(path)
         if not create:
             _require_initialised(path)
@@ -264,7 +265,7 @@ class Store:
         def connect():
             # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE) so a write
             # never upgrades a read lock halfway and hits SQLITE_BUSY mid-transaction.
-            db = sqlite3.connect(str(path), isolation_level=None, timeout=30)
+            db = sqlite3.connect(str(path), isolation_level=None, timeout=busy_timeout)
             db.execute("PRAGMA journal_mode = WAL")
             # FULL: a commit is on disk (WAL fsynced) before we report success.
             db.execute("PRAGMA synchronous = FULL")

@@ -191,12 +191,15 @@ def summary(values) -> dict:
 
 
 @contextmanager
-def module_report(results: dict, artifact: Path, table):
-    """Around a benchmark module: time it, then write ``results`` to ``artifact`` (JSON) and
-    print ``table(results)``."""
+def module_report(results: dict, artifact: Path, table, record=None):
+    """Around a benchmark module: time it, then write ``results`` to ``artifact`` (JSON),
+    print ``table(results)`` and, with ``record``, call it to put the figures into
+    tests/bench/RESULTS.md (tests/results.py)."""
     started = time.monotonic()
     yield results
     results["total_seconds"] = round(time.monotonic() - started, 1)
     artifact.parent.mkdir(parents=True, exist_ok=True)
     artifact.write_text(json.dumps(results, indent=1) + "\n")
     print("\n" + table(results) + f"\n(figures also in {artifact.relative_to(REPO)})")
+    if record is not None:
+        print(f"(and in {record(results).relative_to(REPO)})")

@@ -14,7 +14,7 @@ Servers, all examples/uwsgi.ini (the trivial ones a copy differing in wsgi-file 
   - trivial A and trivial B: the same app twice; the target compares with their mean, and
     B/A is the run's A/A noise: a distance from the target inside it says nothing.
 Rounds run the servers in alternating order; each figure is the median over rounds.
-Figures go to stdout and tests/artifacts/bench_get_cpu.json.
+Figures go to stdout, tests/artifacts/bench_get_cpu.json and tests/bench/RESULTS.md.
 """
 
 import os
@@ -30,6 +30,7 @@ from tests.bench import harness
 from tests.bench.harness import (RANDOM_INSTANTS_LUA, UWSGI_INI, Server, check_server_log,
                                  combined_script, run_wrk, server_env, trivial_server)
 from tests.bench.store_builder import BENCH_SPAN_HOURS, BENCH_START, build_store
+from tests.results import machine_info, record
 from tests.support import REPO, run_admin, write_config
 
 pytestmark = pytest.mark.bench
@@ -130,4 +131,10 @@ def test_cached_get_costs_at_most_one_and_a_half_trivial_requests(tmp_path):
         print(f"  {name:<16} {value:8.1f}   {[round(v) for v in rounds[name]]}")
     print(f"  cached / mean of trivial A and B = {ratio:.2f} (target <= {TARGET}); "
           f"A/A noise trivial B / A = {noise:.2f}")
+    record("bench: GET CPU per request", machine_info(), results["command"],
+           {**{f"{name} µs/request": round(value, 1) for name, value in medians.items()},
+            "cached / mean of trivial A and B": round(ratio, 3),
+            "A/A noise trivial B / A": round(noise, 3),
+            "wrk": f"-t{WRK['threads']} -c{WRK['connections']} -d{WRK['seconds']}s, {ROUNDS} rounds"},
+           results["target"], results["met"])
     assert ratio <= TARGET, results

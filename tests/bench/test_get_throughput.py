@@ -41,6 +41,7 @@ from tests.bench.harness import (RANDOM_INSTANTS_LUA, UWSGI_INI, Server, check_s
                                  combined_script, run_wrk, server_env, summary, trivial_server)
 from tests.bench.store_builder import (BENCH_SPAN_HOURS, BENCH_START, build_store, cached_store,
                                        valid_from_us)
+from tests.results import machine_info, record
 from tests.support import REPO, run_admin, write_config
 from wsgi import dates
 from wsgi.store import NO_LIMIT, Store, content_hash
@@ -82,7 +83,7 @@ def report():
                    machine={"cpus": _cpus(), "python": platform.python_version(),
                             "uwsgi": _uwsgi_version(), "wrk": _wrk_version()},
                    wrk={**WRK, "rounds": ROUNDS, "host": "127.0.0.1"}, target=TARGET)
-    with harness.module_report(RESULTS, ARTIFACT, _table):
+    with harness.module_report(RESULTS, ARTIFACT, _table, _record):
         yield RESULTS
 
 
@@ -278,6 +279,34 @@ def _uwsgi_version():
 def _wrk_version():
     done = subprocess.run([harness.wrk_binary(), "--version"], capture_output=True, text=True)
     return (done.stdout or done.stderr).splitlines()[0].split(" [")[0]
+
+
+def _record(results: dict):
+    """The figures of this run into tests/bench/RESULTS.md."""
+    figures, ratios = {}, []
+
+    def add(label, f):
+        r = f["ratio"]
+        figures[f"{label}: ratio median [min, max]"] = f"{r['median']:.3f} [{r['min']:.3f}, {r['max']:.3f}]"
+        figures[f"{label}: req/s A, B"] = (f"{f['req_per_s'][f['a']]['median']:.0f}, "
+                                          f"{f['req_per_s'][f['b']]['median']:.0f}")
+
+    for key, f in results.get("scenario_1_vs_trivial", {}).items():
+        add(f"fplane-{key} / trivial", f)
+        ratios.append(f["ratio"]["median"])
+    for key, label in (("scenario_2_cached_100k_vs_10", "cached 100k / 10"),
+                       ("scenario_3_uncached_100k_vs_10", "uncached 100k / 10")):
+        if key in results:
+            add(label, results[key])
+            ratios.append(results[key]["ratio"]["median"])
+    if "a_a_trivial" in results:
+        add("A/A noise: trivial / trivial", results["a_a_trivial"])
+    w = results.get("wrk", {})
+    return record("bench: GET throughput", machine_info(),
+                  "make bench PYTEST_ARGS=tests/bench/test_get_throughput.py", figures,
+                  f"every ratio >= {TARGET:.2f} (wrk -t{w.get('threads')} -c{w.get('connections')} "
+                  f"-d{w.get('seconds')}s, {w.get('rounds')} A/B rounds)",
+                  bool(ratios) and min(ratios) >= TARGET)
 
 
 def _table(results: dict) -> str:

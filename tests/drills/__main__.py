@@ -1,0 +1,5 @@
+import sys
+
+from tests.drills.runner import main
+
+sys.exit(main())
