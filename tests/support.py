@@ -97,12 +97,6 @@ def uwsgi_binary() -> str:
     return found
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def uwsgi_workers(master: int) -> dict[int, int]:
     """uWSGI worker number -> pid of the web workers of ``master`` (not its routers, not
     the attached writer), found by their process titles (auto-procname in the ini)."""
@@ -120,3 +114,10 @@ def uwsgi_workers(master: int) -> dict[int, int]:
         if parent == master and "uWSGI worker" in title:
             found[int(title.rsplit(" ", 1)[1])] = int(entry)
     return found
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
