@@ -17,7 +17,8 @@ from urllib.parse import urlencode
 import pytest
 
 from tests.fplane_samples import make_rows, status_from_rows, swap_ifus
-from tests.support import add_station, import_rows, init_store, update_form, write_config
+from tests.support import (add_station, import_rows, init_store, update_form, uwsgi_workers,
+                           write_config)
 from tests.test_deploy import running_uwsgi
 from wsgi import codes
 from wsgi.guessing import GuessLimiter, address_key, station_key
@@ -115,24 +116,6 @@ def post(base: str, source: str, station: str, password: str):
         connection.close()
 
 
-def workers(master: int) -> list[int]:
-    """The pids of uWSGI's web workers (not the HTTP router, not the writer)."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                parent = int(f.read().rsplit(")", 1)[1].split()[1])
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                name = f.read()
-        except OSError:
-            continue
-        if parent == master and b"uWSGI worker" in name:
-            found.append(int(entry))
-    return found
-
-
 def test_guessing_is_locked_out_across_workers_and_restarts(service):
     base, process, passwords, tmp_path = service
     guesser, owner, bystander = "127.0.0.2", "127.0.0.3", "127.0.0.4"
@@ -153,12 +136,12 @@ def test_guessing_is_locked_out_across_workers_and_restarts(service):
     assert post(base, bystander, "other", passwords["other"])[0] == codes.DRY_RUN
 
     # every worker killed and respawned by the master: the lockout holds
-    before = workers(process.pid)
+    before = list(uwsgi_workers(process.pid).values())
     assert len(before) == 4
     for pid in before:
         os.kill(pid, signal.SIGKILL)
     deadline = time.monotonic() + 20
-    while len(after := workers(process.pid)) < 4 or set(after) & set(before):
+    while len(after := list(uwsgi_workers(process.pid).values())) < 4 or set(after) & set(before):
         assert time.monotonic() < deadline, "uWSGI did not respawn its workers"
         time.sleep(0.1)
     assert post(base, owner, "tcs", passwords["tcs"])[0] == codes.TOO_MANY_FAILURES

@@ -350,3 +350,27 @@ def test_slow_bodies_do_not_stop_gets(service):
             sock.close()
     assert [(a.status, a.code) for a in answers] == [(403, "203")] * (2 * WORKERS)
     assert_log_intact(tmp)
+
+
+def test_a_burst_of_clients_is_answered_whole(service):
+    """Three hundred clients at once, more than uWSGI's default listen queue (100): each gets
+    its answer. (A full queue on the routers' and workers' Unix sockets refuses at once and the
+    client's connection is closed unanswered: examples/uwsgi.ini sets listen = 1024.)"""
+    port, _, _ = service
+    clients = 300
+    ready = threading.Barrier(clients)
+    answers = [None] * clients
+
+    def client(n):
+        ready.wait(timeout=60)
+        answers[n] = exchange(port, get(f"/fplane/2018070{n % 9 + 1}T0{n % 10}0000?format=json"),
+                              timeout=60)
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=90)
+    unanswered = sum(answer is None for answer in answers)
+    assert unanswered == 0, f"{unanswered} of {clients} clients got no answer"
+    assert {(a.status, a.code) for a in answers} == {(200, "100")}

@@ -172,6 +172,10 @@ def run_wrk(url: str, *, threads: int, connections: int, seconds: float,
     if errors or figures["requests"] == 0:
         pytest.fail(f"wrk saw errors {errors} ({figures['requests']} requests) on {url}:\n{done.stdout}")
     figures["closed_connections"] = closes
+    # what the script itself reported, on lines of its own: "<TAG>_JSON {...}"
+    figures["script"] = {line.split(" ", 1)[0]: json.loads(line.split(" ", 1)[1])
+                         for line in done.stdout.splitlines()
+                         if line.split(" ", 1)[0].endswith("_JSON") and not line.startswith("WRK_JSON ")}
     figures["bytes_per_request"] = figures["bytes"] / figures["requests"]
     figures["req_per_s"] = figures["requests"] / (figures["duration_us"] / 1e6)
     return figures
