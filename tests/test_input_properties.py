@@ -1,7 +1,7 @@
 """Properties of the readers of what clients send, beside the ones in test_dates.py,
-test_fplane.py, test_status.py and test_forms.py:
+test_fplane.py, test_hardware_status.py and test_forms.py:
 
-- the status -> configuration builder (wsgi/status.py): a status made of a configuration
+- the status -> configuration builder (wsgi/hardware_status.py): a status made of a configuration
   builds that configuration back, whatever the order of its entries and however its ids
   and keys are written; the special rows come from the previous version untouched;
 - the form reader (wsgi/forms.py): any form encoded as a station would encode it is read
@@ -25,7 +25,7 @@ from wsgi.forms import MULTIPART, URLENCODED, parse_form, read_body
 from wsgi.fplane import (REFERENCE_ROW, VIRUS_SLOTS, Row, canonical_order, nominal_position,
                          parse_fplane, render_fplane)
 from wsgi.responses import CodedError
-from wsgi.status import build_configuration, parse_status
+from wsgi.hardware_status import build_configuration, parse_status
 
 TZ = ZoneInfo("America/Chicago")
 TIMESTAMP = "2018-07-15T17:02:11Z"

@@ -39,7 +39,7 @@ from wsgi.responses import CodedError
 from wsgi.snapshot import SnapshotError, SnapshotSource, make_snapshot
 from wsgi.spool import STALE_TEMPORARY_AGE, TEMPORARY_GRACE, Spool
 from wsgi.store import Store, StoreUnavailable
-from wsgi.status import PositionsUpdate
+from wsgi.hardware_status import PositionsUpdate
 from wsgi.updates import plan_positions
 from writer.commit import commit_update
 from writer.importing import has_special_rows, plan_import

@@ -9,7 +9,7 @@ are, with two exceptions that keep every served file true:
   recorded as a position set valid from the same instant (``actual_pos=1`` serves them);
 - a file without special rows (a short file: no LRS2, no HPF rows) gets them as a posted
   hardware status does, from the version valid before or ``[Site] static_rows``
-  (status.carried_over_rows, the one rule for both).
+  (hardware_status.carried_over_rows, the one rule for both).
 
 Pure: the caller reads the previous version's rows and records the result.
 """
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from wsgi.fplane import (LRS2_SLOTS, POSITION_TOLERANCE, REFERENCE_SLOT, ParsedFile, Row,
                          canonical_order, is_grid_slot, nominal_position)
-from wsgi.status import at_nominal, carried_over_rows
+from wsgi.hardware_status import at_nominal, carried_over_rows
 
 
 @dataclass(frozen=True)

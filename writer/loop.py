@@ -47,7 +47,7 @@ from wsgi.config import ConfigError, load_config
 from wsgi.heartbeat import write_heartbeat
 from wsgi.logs import make_logger, printable
 from wsgi.spool import STALE_TEMPORARY_AGE, Claimed, Spool, SpooledUpdate
-from wsgi.status import UpdateError
+from wsgi.hardware_status import UpdateError
 from wsgi.store import Store, StoreUnavailable, UpdateAlreadyRecorded, UpdateRecord
 from writer.commit import commit_update, notification_for
 from writer.notify import Notifier

@@ -26,7 +26,7 @@ from wsgi.reading import json_asked
 from wsgi.responses import JSON, TEXT, CodedError, respond
 from wsgi.spool import Spool, SpooledUpdate, is_update_id, update_id
 from wsgi.stations import StationList
-from wsgi.status import UpdateError, check_timestamp
+from wsgi.hardware_status import UpdateError, check_timestamp
 from wsgi.store import Store
 from wsgi.updates import decode_payload, plan_configuration, plan_positions, resolve_valid_from
 

@@ -13,7 +13,7 @@ from datetime import datetime
 from wsgi import codes, dates, fplane
 from wsgi.fplane import Row
 from wsgi.responses import CodedError
-from wsgi.status import (HardwareStatus, PositionsUpdate, UpdateError, build_configuration,
+from wsgi.hardware_status import (HardwareStatus, PositionsUpdate, UpdateError, build_configuration,
                          decode_update, hold_reason, merged_positions, new_hardware,
                          parse_status, positions_from_update)
 from wsgi.store import PositionSet, Store, Version, content_hash, positions_hash
@@ -33,7 +33,7 @@ class ConfigurationPlan:
 @dataclass(frozen=True)
 class PositionsPlan:
     valid_from: int
-    positions: dict                 # seat -> (x, y): the whole new set (status.merged_positions)
+    positions: dict                 # seat -> (x, y): the whole new set (hardware_status.merged_positions)
     current: PositionSet | None     # the position set valid at valid_from now, if any
     unchanged: bool
     version: Version | None         # the configuration they will be served with
@@ -61,7 +61,7 @@ def plan_configuration(store: Store, status: HardwareStatus, valid_from: int,
 
 def plan_positions(store: Store, update: PositionsUpdate, valid_from: int) -> PositionsPlan:
     """Call inside store.snapshot(), like plan_configuration. The new set is the one valid
-    at valid_from with the update's seats measured or reset (status.merged_positions)."""
+    at valid_from with the update's seats measured or reset (hardware_status.merged_positions)."""
     current = store.position_set_at(valid_from)
     last = store.positions(current.id) if current is not None else {}
     positions = merged_positions(last, update)

@@ -162,10 +162,6 @@ def _kind(value: Any) -> str:
     return type(value).__name__
 
 
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}{'' if n == 1 else 's'}"
-
-
 # --------------------------------------------------------------------------
 # Decoding the posted ``data``
 

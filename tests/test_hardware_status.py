@@ -1,4 +1,4 @@
-"""The update side: hardware status -> new configuration (wsgi/status.py).
+"""The update side: hardware status -> new configuration (wsgi/hardware_status.py).
 
 Reads like contract.md section 5 and domain.md "Special rows" / "The update side":
 statuses are built here from tests.fplane_samples configurations, the way the TCS
@@ -39,7 +39,7 @@ from wsgi.fplane import (
     render_fplane,
     render_row,
 )
-from wsgi.status import (
+from wsgi.hardware_status import (
     MAX_POSITION_OFFSET,
     HardwareStatus,
     SeatEntry,
