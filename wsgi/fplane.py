@@ -394,23 +394,54 @@ def _parse(text, complete: bool) -> tuple[ParsedFile, dict[int, int]]:
     ``complete``: add the 000 row and the unlisted grid seats (a whole file);
     off for the static rows file, which lists special rows only.
     """
+    text, problem = _as_text(text)
+    if problem is not None:
+        return ParsedFile((), (), (problem,)), {}
+    notes: list[str] = []
+    errors: list[str] = []
+    entries = _scan_lines(text, notes, errors)
+    if not entries:
+        if not errors:
+            errors.append("no data rows: the file is empty or holds only comments")
+        return ParsedFile((), _capped(notes), _capped(errors)), {}
+    chosen = _choose_rows(entries, notes, errors)
+    _note_odd_rows(chosen, notes)
+    rows = [r for _, r in chosen.values()]
+    if complete and not errors:
+        # Completing the file is only meaningful when it could be read.
+        _complete(rows, chosen, notes)
+    line_of = {seat: lineno for seat, (lineno, _) in chosen.items()}
+    return (ParsedFile(canonical_order(rows), _capped(notes), _capped(errors), frozenset(line_of)),
+            line_of)
+
+
+def _as_text(text) -> tuple[str | None, str | None]:
+    """The input as text without a BOM -> (text, None), or (None, the error)."""
     if isinstance(text, (bytes, bytearray)):
         try:
             text = bytes(text).decode("utf-8")
         except UnicodeDecodeError as exc:
-            return ParsedFile((), (), (f"the file is not UTF-8 text ({exc.reason} at byte "
-                                       f"{exc.start})",)), {}
+            return None, f"the file is not UTF-8 text ({exc.reason} at byte {exc.start})"
     if not isinstance(text, str):
-        return ParsedFile((), (), (f"expected text, got {type(text).__name__}",)), {}
+        return None, f"expected text, got {type(text).__name__}"
     if text.startswith("\ufeff"):
         text = text[1:]
+    return text, None
 
-    notes: list[str] = []
-    errors: list[str] = []
+
+# A row as read: (line number, the 8 values, whether it was commented out).
+_Entry = tuple[int, list, bool]
+
+
+def _scan_lines(text: str, notes: list[str], errors: list[str]) -> dict[int, list[_Entry]]:
+    """Every row of the file -> seat -> its rows, seats in the order first seen.
+
+    Comment lines are skipped; a line that is neither a comment nor a row is an
+    error; blank lines and short ids are noted once for the whole file.
+    """
     blank_lines: list[int] = []
     short_id_rows: list[tuple[int, int, str, str]] = []   # line, seat, column, token
-    entries: dict[int, list[tuple[int, list, bool]]] = {}  # seat -> [(line, values, commented)]
-    seat_order: list[int] = []
+    entries: dict[int, list[_Entry]] = {}
 
     for lineno, line in enumerate(_split_lines(text), 1):
         stripped = line.strip()
@@ -440,10 +471,7 @@ def _parse(text, complete: bool) -> tuple[ParsedFile, dict[int, int]]:
         if commented and values[3] != 0 and seat != REFERENCE_SLOT:
             notes.append(f"line {lineno}: seat {seat:03d} is commented out but has SPECID "
                          f"{values[3]:03d}; kept as given (inactive, SPECID kept)")
-        if seat not in entries:
-            entries[seat] = []
-            seat_order.append(seat)
-        entries[seat].append((lineno, values, commented))
+        entries.setdefault(seat, []).append((lineno, values, commented))
 
     if blank_lines:
         where = ", ".join(str(n) for n in blank_lines[:_MAX_LISTED])
@@ -457,37 +485,16 @@ def _parse(text, complete: bool) -> tuple[ParsedFile, dict[int, int]]:
         notes.append(f"{_plural(len(short_id_rows), 'row')} write ids with fewer than 3 digits "
                      f"({', '.join(columns)}; first: line {lineno}, seat {seat:03d}, "
                      f"{column} {tok!r}); read as integers ('00' is 000)")
+    return entries
 
-    if not entries:
-        if not errors:
-            errors.append("no data rows: the file is empty or holds only comments")
-        return ParsedFile((), _capped(notes), _capped(errors)), {}
 
-    # One row per seat.  chosen: seat -> (line, Row)
+def _choose_rows(entries: dict[int, list[_Entry]], notes: list[str],
+                 errors: list[str]) -> dict[int, tuple[int, Row]]:
+    """One row per seat -> seat -> (line, Row), in the order of ``entries``."""
     chosen: dict[int, tuple[int, Row]] = {}
     uncommented_empty: list[tuple[int, int]] = []
-    for seat in seat_order:
-        seat_entries = entries[seat]
-        uncommented = [e for e in seat_entries if not e[2]]
-        commented = [e for e in seat_entries if e[2]]
-        if len(uncommented) > 1:
-            errors.append(f"seat {seat:03d} has {len(uncommented)} uncommented rows "
-                          f"(lines {_lines_of(uncommented)}); a seat holds one IFU")
-            lineno, values, _ = uncommented[0]
-            active = True
-        elif uncommented:
-            lineno, values, _ = uncommented[0]
-            active = True
-            if commented:
-                notes.append(f"seat {seat:03d} is listed on line {lineno} and commented out on "
-                             f"line{'s' if len(commented) > 1 else ''} {_lines_of(commented)}; "
-                             f"kept the uncommented row (line {lineno})")
-        else:
-            lineno, values, _ = commented[0]
-            active = False
-            if len(commented) > 1:
-                notes.append(f"seat {seat:03d} is commented out on lines {_lines_of(commented)}; "
-                             f"kept the first (line {lineno})")
+    for seat, seat_entries in entries.items():
+        lineno, values, active = _pick_entry(seat, seat_entries, notes, errors)
         if seat == REFERENCE_SLOT and not active:
             active = True
             notes.append(f"line {lineno}: the reference row 000 is commented out; read as "
@@ -502,52 +509,56 @@ def _parse(text, complete: bool) -> tuple[ParsedFile, dict[int, int]]:
         notes.append(f"{len(uncommented_empty)} seat{'s' if len(uncommented_empty) > 1 else ''} "
                      f"with SPECID 000 {'were' if len(uncommented_empty) > 1 else 'was'} not "
                      f"commented out; read as inactive: {_seat_list(uncommented_empty)}")
+    return chosen
 
+
+def _pick_entry(seat: int, seat_entries: list[_Entry], notes: list[str],
+                errors: list[str]) -> tuple[int, list, bool]:
+    """The row a seat listed more than once keeps -> (line, values, active as written)."""
+    uncommented = [e for e in seat_entries if not e[2]]
+    commented = [e for e in seat_entries if e[2]]
+    if len(uncommented) > 1:
+        errors.append(f"seat {seat:03d} has {len(uncommented)} uncommented rows "
+                      f"(lines {_lines_of(uncommented)}); a seat holds one IFU")
+        lineno, values, _ = uncommented[0]
+        return lineno, values, True
+    if uncommented:
+        lineno, values, _ = uncommented[0]
+        if commented:
+            notes.append(f"seat {seat:03d} is listed on line {lineno} and commented out on "
+                         f"line{'s' if len(commented) > 1 else ''} {_lines_of(commented)}; "
+                         f"kept the uncommented row (line {lineno})")
+        return lineno, values, True
+    lineno, values, _ = commented[0]
+    if len(commented) > 1:
+        notes.append(f"seat {seat:03d} is commented out on lines {_lines_of(commented)}; "
+                     f"kept the first (line {lineno})")
+    return lineno, values, False
+
+
+def _note_odd_rows(chosen, notes):
+    """Notes on what the chosen rows hold that real files rarely do; all is kept as given,
+    but nothing passes unsaid."""
+    _note_reference_row(chosen, notes)
+    _note_unknown_specials(chosen, notes)
+    _note_shared_ids(chosen, notes)
+    _note_positions(chosen, notes)
+    _note_optics(chosen, notes)
+
+
+def _note_reference_row(chosen, notes):
     ref = chosen.get(REFERENCE_SLOT)
     if ref is not None and ref[1] != REFERENCE_ROW:
         notes.append(f"line {ref[0]}: the reference row 000 differs from the usual "
                      f"'{_REFERENCE_TEXT}'; kept as given")
 
+
+def _note_unknown_specials(chosen, notes):
     for seat in sorted(chosen):
         if seat != REFERENCE_SLOT and seat not in _GRID_SET and seat not in _KNOWN_SPECIAL_SET:
             notes.append(f"line {chosen[seat][0]}: seat {seat:03d} is neither a grid seat nor "
                          f"a known special row (555, 600-604, 610-616); kept as a site-defined "
                          f"special row")
-
-    _note_shared_ids(chosen, notes)
-    _note_positions(chosen, notes)
-
-    odd_optics = [(s, n) for s, (n, r) in sorted(chosen.items())
-                  if r.ifurot != 0.0 or r.platesc != 1.0]
-    if odd_optics:
-        verb = "has" if len(odd_optics) == 1 else "have"
-        notes.append(f"{_plural(len(odd_optics), 'row')} {verb} IFUROT other than 0 or "
-                     f"PLATESC other than 1, kept as given (real files always have 0.000 "
-                     f"and 1.000): {_seat_list(odd_optics)}")
-
-    rows = [r for _, r in chosen.values()]
-    if complete and not errors:
-        # Completing the file is only meaningful when it could be read.
-        if REFERENCE_SLOT not in chosen:
-            rows.append(REFERENCE_ROW)
-            notes.append(f"seat 000: no reference row; added the standard one "
-                         f"'{_REFERENCE_TEXT}'")
-        missing = [s for s in GRID_SLOTS if s not in chosen]
-        if missing:
-            rows.extend(_EMPTY_SEAT_ROWS[s] for s in missing)
-            listed = ", ".join(f"{s:03d}" for s in missing[:_MAX_LISTED])
-            if len(missing) > _MAX_LISTED:
-                listed += f", and {len(missing) - _MAX_LISTED} more"
-            verb = "is" if len(missing) == 1 else "are"
-            notes.append(f"{_plural(len(missing), 'grid seat')} {verb} not listed ({listed}); "
-                         f"added as empty inactive seats at nominal positions: this looks "
-                         f"like a short file")
-        if not any(r.active and r.ifuslot in _VIRUS_SET for r in rows):
-            notes.append("no active VIRUS IFU in the file")
-
-    line_of = {seat: lineno for seat, (lineno, _) in chosen.items()}
-    return (ParsedFile(canonical_order(rows), _capped(notes), _capped(errors), frozenset(line_of)),
-            line_of)
 
 
 def _note_shared_ids(chosen, notes):
@@ -581,3 +592,34 @@ def _note_positions(chosen, notes):
         notes.append(f"{_plural(len(off), 'grid seat')} {'has' if len(off) == 1 else 'have'} "
                      f"non-nominal positions, up to {dist:.3f} arcsec (seat {seat:03d}, line "
                      f"{lineno}): these look like measured positions")
+
+
+def _note_optics(chosen, notes):
+    odd_optics = [(s, n) for s, (n, r) in sorted(chosen.items())
+                  if r.ifurot != 0.0 or r.platesc != 1.0]
+    if odd_optics:
+        verb = "has" if len(odd_optics) == 1 else "have"
+        notes.append(f"{_plural(len(odd_optics), 'row')} {verb} IFUROT other than 0 or "
+                     f"PLATESC other than 1, kept as given (real files always have 0.000 "
+                     f"and 1.000): {_seat_list(odd_optics)}")
+
+
+def _complete(rows: list[Row], chosen, notes):
+    """Add to ``rows`` what a whole file has but this one does not list: the 000 row
+    and the grid seats (as empty ones)."""
+    if REFERENCE_SLOT not in chosen:
+        rows.append(REFERENCE_ROW)
+        notes.append(f"seat 000: no reference row; added the standard one "
+                     f"'{_REFERENCE_TEXT}'")
+    missing = [s for s in GRID_SLOTS if s not in chosen]
+    if missing:
+        rows.extend(_EMPTY_SEAT_ROWS[s] for s in missing)
+        listed = ", ".join(f"{s:03d}" for s in missing[:_MAX_LISTED])
+        if len(missing) > _MAX_LISTED:
+            listed += f", and {len(missing) - _MAX_LISTED} more"
+        verb = "is" if len(missing) == 1 else "are"
+        notes.append(f"{_plural(len(missing), 'grid seat')} {verb} not listed ({listed}); "
+                     f"added as empty inactive seats at nominal positions: this looks "
+                     f"like a short file")
+    if not any(r.active and r.ifuslot in _VIRUS_SET for r in rows):
+        notes.append("no active VIRUS IFU in the file")
