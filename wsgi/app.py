@@ -52,6 +52,13 @@ def load_service(configfile) -> "Service":
     return service
 
 
+def close_services() -> None:
+    """Close and forget every Service of this process (their store connections and log
+    files), for a process that goes on after using them: the test suite builds hundreds."""
+    while _SERVICES:
+        _SERVICES.popitem()[1].close()
+
+
 def application(environ, start_response, configfile):
     service = _SERVICES.get(configfile)  # every request but a process's first
     if service is not None:
@@ -127,6 +134,12 @@ class Service:
             Route("/", reading(lambda req: index_text if req.GET.get("format") == "txt"
                                else views.front_page(req))),
         )
+
+    def close(self) -> None:
+        self.store.close()
+        self.request_log.close()
+        for handler in self.log.handlers:
+            handler.close()
 
     def __call__(self, environ, start_response):
         started = time.perf_counter()

@@ -79,6 +79,10 @@ class RequestLog:
         self._stamp = ""
         self._described: dict = {}
 
+    def close(self) -> None:
+        if self._fd != sys.stderr.fileno():
+            os.close(self._fd)
+
     def request(self, environ, code: int, status: str, seconds: float) -> None:
         """The line of one answered request: client, method, path and query, X-FPlane-Code,
         HTTP status and duration. The middle of a line (method to status, made printable) is

@@ -24,13 +24,13 @@ tells the worker's response cache when another process has committed (``changed`
 import hashlib
 import os
 import sqlite3
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import astuple, dataclass, replace
 from pathlib import Path
 
 from wsgi import fplane
 from wsgi.fplane import VIRUS_SLOTS, Row
-from wsgi.walwatch import HEADER_BYTES, wal_index
+from wsgi.walwatch import HEADER_BYTES, release, wal_index
 
 SCHEMA_VERSION = 3
 
@@ -644,6 +644,17 @@ class WorkerStore:
             self._wal_index = wal_index(self._path)
             self._wal_header = None
         return self._store
+
+    def close(self) -> None:
+        """Close the connection and let go of the wal-index; get() opens them again.
+
+        From the thread that opened the connection; from another (the tests' threaded
+        servers) it is only dropped, and sqlite3 closes it when it is collected."""
+        if self._store is not None and self._pid == os.getpid():
+            with suppress(sqlite3.ProgrammingError):
+                self._store.close()
+            release(self._path)
+        self._store = self._wal_index = self._wal_header = None
 
     def changed(self) -> bool:
         """True when the store has changed since the last call (or on first use).

@@ -61,3 +61,13 @@ def wal_index(database: Path) -> mmap.mmap | None:
     mapping = mmap.mmap(fd, HEADER_BYTES, access=mmap.ACCESS_READ)
     _MAPPINGS[shm] = (identity, fd, mapping)
     return mapping
+
+
+def release(database: Path) -> None:
+    """Let go of ``database``'s mapping and descriptor. Only once this process has closed
+    its connections to ``database``: closing the descriptor drops their locks."""
+    known = _MAPPINGS.pop(f"{Path(database).resolve()}-shm", None)
+    if known is not None:
+        _, fd, mapping = known
+        mapping.close()
+        os.close(fd)
