@@ -1,5 +1,6 @@
 """disk-full: the spool, then the data directory, each on a small size-limited file
-system (tmpfs with size=, mounted by the drill: it needs root) filled to the last byte.
+system (tmpfs with size=, mounted by the drill: as root, or in a user namespace of its own,
+runner.MOUNTS) filled to the last byte.
 
 Promises checked:
 - spool full: a POST is refused with a coded answer (503, X-FPlane-Code 401), nothing
@@ -35,7 +36,7 @@ def tmpfs(path: Path, size: str):
     mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs",
                               str(path)], capture_output=True, text=True)
     if mounted.returncode != 0:
-        raise DrillFailure(f"cannot mount a tmpfs (this drill needs root): {mounted.stderr.strip()}")
+        raise DrillFailure(f"cannot mount a tmpfs: {mounted.stderr.strip()}")
     try:
         yield path
     finally:
