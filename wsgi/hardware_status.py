@@ -212,67 +212,97 @@ def decode_update(data_text: str, *, payload: str = "config", max_depth: int = 1
     Infinity, duplicate keys, not an object, missing or ill-typed fields; all
     problems listed).
     """
-    if isinstance(data_text, (bytes, bytearray)):
-        try:
-            data_text = bytes(data_text).decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise UpdateError(codes.BAD_JSON, f"data is not valid UTF-8 ({exc.reason} at "
-                                              f"byte {exc.start})") from None
-    if not isinstance(data_text, str):
-        raise UpdateError(codes.BAD_JSON, f"data must be JSON text, not {type(data_text).__name__}")
-    if data_text.startswith("\ufeff"):
-        data_text = data_text[1:]   # a BOM some editors write; harmless
-
+    data_text = _posted_text(data_text)                 # 208: not UTF-8 text
+    # Before json.loads, which recurses once per level of nesting:
     too_big = _size_problem(data_text, max_depth, max_items)
     if too_big:
         raise UpdateError(codes.INVALID_DATA, too_big, (too_big,))
+    data, problems = _decode_json(data_text)            # 208: not JSON
+    if not isinstance(data, dict):
+        raise _invalid("data is invalid", [
+            f'data must be a JSON object {{"{payload}": ..., "commit": true|false}}, '
+            f'not {_kind(data)}', *problems])
+    data, key_problems = _lower_known_keys(data, ("commit", "valid_from", payload))
+    problems += key_problems + _field_problems(data, payload)
+    if problems:
+        raise _invalid("data is invalid", problems)
+    return data
 
-    problems: list[str] = []
 
-    def pairs_hook(pairs):
-        obj = dict(pairs)
-        if len(obj) < len(pairs):   # a key given twice (rare: look for it only then)
-            seen = set()
-            for key, _ in pairs:
-                if key in seen:
-                    problems.append(f"key {_show(key)} appears twice in one object")
-                seen.add(key)
-        return obj
+def _posted_text(data: bytes | str) -> str:
+    """The posted ``data`` as text: bytes are decoded as UTF-8, and a leading BOM (some
+    editors write one; harmless) is dropped.  208 when it is not UTF-8 text."""
+    if isinstance(data, (bytes, bytearray)):
+        try:
+            data = bytes(data).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise UpdateError(codes.BAD_JSON, f"data is not valid UTF-8 ({exc.reason} at "
+                                              f"byte {exc.start})") from None
+    if not isinstance(data, str):
+        raise UpdateError(codes.BAD_JSON, f"data must be JSON text, not {type(data).__name__}")
+    return data[1:] if data.startswith("\ufeff") else data
 
-    def constant(name):
-        problems.append(f"{name} is not a number JSON allows")
-        return None
 
-    def number(text):
-        value = float(text)
-        if not math.isfinite(value):
-            problems.append(f"number {_show(text)} is out of range")
-            return None
-        return value
+def _decode_json(text: str) -> tuple[Any, list[str]]:
+    """(the value ``text`` holds, the problems found in it), or 208 when it is not JSON.
 
-    def integer(text):
-        if len(text.lstrip("-")) > _LONGEST_INT:
-            problems.append(f"integer of {len(text.lstrip('-'))} digits is out of range")
-            return None
-        return int(text)
-
+    The problems are what json.loads would let through but an update must not hold
+    (_StrictHooks); they are collected rather than raised so that the 209 lists them all."""
+    hooks = _StrictHooks()
     try:
-        data = json.loads(data_text, object_pairs_hook=pairs_hook, parse_constant=constant,
-                          parse_float=number, parse_int=integer)
+        data = json.loads(text, object_pairs_hook=hooks.object_pairs,
+                          parse_constant=hooks.constant, parse_float=hooks.number,
+                          parse_int=hooks.integer)
     except json.JSONDecodeError as exc:
         raise UpdateError(codes.BAD_JSON, f"data is not valid JSON: {exc.msg} at line "
                                           f"{exc.lineno} column {exc.colno}") from None
     except RecursionError:  # pragma: no cover - _size_problem bounds the depth first
         raise _invalid("data is invalid", ["data nests too deeply"]) from None
+    return data, hooks.problems
 
-    if not isinstance(data, dict):
-        problems.insert(0, f'data must be a JSON object {{"{payload}": ..., "commit": '
-                           f'true|false}}, not {_kind(data)}')
-        raise _invalid("data is invalid", problems)
 
-    data, key_problems = _lower_known_keys(data, ("commit", "valid_from", payload))
-    problems.extend(key_problems)
+class _StrictHooks:
+    """json.loads hooks that note, in ``problems``, what Python's json accepts and an
+    update must not hold: a key given twice (the last would silently win), NaN and
+    Infinity (not JSON), numbers beyond float range, integers of more than _LONGEST_INT
+    digits."""
 
+    def __init__(self) -> None:
+        self.problems: list[str] = []
+
+    def object_pairs(self, pairs):
+        obj = dict(pairs)
+        if len(obj) < len(pairs):   # a key given twice (rare: look for it only then)
+            seen = set()
+            for key, _ in pairs:
+                if key in seen:
+                    self.problems.append(f"key {_show(key)} appears twice in one object")
+                seen.add(key)
+        return obj
+
+    def constant(self, name):
+        self.problems.append(f"{name} is not a number JSON allows")
+        return None
+
+    def number(self, text):
+        value = float(text)
+        if not math.isfinite(value):
+            self.problems.append(f"number {_show(text)} is out of range")
+            return None
+        return value
+
+    def integer(self, text):
+        if len(text.lstrip("-")) > _LONGEST_INT:
+            self.problems.append(f"integer of {len(text.lstrip('-'))} digits is out of range")
+            return None
+        return int(text)
+
+
+def _field_problems(data: dict, payload: str) -> list[str]:
+    """What is wrong with the top-level fields of ``data`` (known keys lower-cased):
+    ``payload`` missing, ``commit`` missing or not a boolean, ``valid_from`` neither a
+    string nor null."""
+    problems = []
     what = "the hardware status" if payload == "config" else f"the {payload}"
     if payload not in data:
         problems.append(f"{payload} is missing ({what})")
@@ -284,9 +314,7 @@ def decode_update(data_text: str, *, payload: str = "config", max_depth: int = 1
     if valid_from is not None and not isinstance(valid_from, str):
         problems.append(f"valid_from must be a date string such as {_EXAMPLE_TIMESTAMP!r}, "
                         f"not {_show(valid_from)}")
-    if problems:
-        raise _invalid("data is invalid", problems)
-    return data
+    return problems
 
 
 def _lower_known_keys(obj: dict, known: Iterable[str], where: str = ""

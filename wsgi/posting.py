@@ -60,75 +60,43 @@ class UpdateReceiver:
         """POST /fplane and /positions: check, judge and (unless a dry run or no change)
         spool one post of ``kind`` (``config`` or ``positions``, which is also the role the
         station needs)."""
-        environ, store, datestr = req.environ, self._store.get(), datestr or None
+        environ, store = req.environ, self._store.get()
         now = now or datetime.now(timezone.utc)
         # The date as parse_datestr reads it, blanks around it forgiven (as on GET), before it
         # names the update: "/fplane/20190401%20" is the same update as "/fplane/20190401".
         datestr = (datestr or "").strip(dates.SURROUNDING_WHITESPACE) or None
-        body = read_body(environ, self.config.max_body)
-        fields = _required_fields(parse_form(environ.get("CONTENT_TYPE", ""), body))
-        station_id = fields["station_id"].decode("utf-8", "replace")
-        station = self._authenticated(station_id, fields["password"].decode("utf-8", "replace"),
-                                      kind, environ.get("REMOTE_ADDR", ""))
-        checksum = _checked_checksum(fields["checksum"], fields["data"])
+        fields = self._posted_fields(environ)                                   # 212, 202
+        station = self._authenticated(fields["station_id"].decode("utf-8", "replace"),
+                                      fields["password"].decode("utf-8", "replace"),
+                                      kind, environ.get("REMOTE_ADDR", ""))   # 213, 206, 203, 204
+        checksum = _checked_checksum(fields["checksum"], fields["data"])        # 201
+        # 208, 209 (data), 301 (valid_from), 210, 211 (time stamp):
         decoded, payload, valid_from = self._checked_data(kind, fields["data"], datestr, now)
 
         uid = update_id(station.station_id, checksum, f"{kind}/{datestr or ''}")
         commit = decoded["commit"]
         earlier = self.locate(store, uid) if commit else None
-        with store.snapshot():
-            if kind == "config":
-                plan = plan_configuration(store, payload, valid_from, self.config.static_rows)
-            else:
-                plan = plan_positions(store, payload, valid_from)
-        hold_reason = plan.hold_reason
-
+        plan = self._plan(store, kind, payload, valid_from)
         if not commit:
-            note = ""
-            if plan.unchanged:
-                note = " (it would change nothing)"
-            elif hold_reason:
-                note = f" (it would be held for review: {hold_reason})"
-            return self._answer(codes.DRY_RUN, f"dry run OK, nothing stored{note}", plan, kind,
-                                f"dry run by station {station.station_id}: nothing stored")
+            return self._dry_run(plan, kind, station.station_id)
         if earlier is not None and earlier.state != "failed":
             # (A failed update is spooled again below: its cause may have been fixed.)
-            code = _repeat_code(earlier.state, hold_reason)
-            return self._answer(code, f"{codes.CODES[code].message}: update {uid} was already "
-                                      f"received ({earlier.state}{_reason(earlier)}); "
-                                      f"not spooled again",
-                                plan, kind, f"update {uid}: {earlier.state}", uid)
+            return self._received_before(uid, earlier, plan, kind)
         if plan.unchanged:
-            same = (f"version {plan.previous.id}" if kind == "config"
-                    else f"position set {plan.current.id}" if plan.current is not None
-                    else "no position set (every seat nominal)")
-            return self._answer(codes.NO_CHANGE, f"no change, nothing new committed: {same}, "
-                                                 f"valid at {dates.format_micros(valid_from)}, "
-                                                 f"already says this", plan, kind,
-                                "no change: nothing spooled")
-
-        update = SpooledUpdate(
+            return self._no_change(plan, kind)
+        self._spool(SpooledUpdate(
             update_id=uid, kind=kind, station=station.station_id, checksum=checksum,
             received_at=dates.to_micros(now), valid_from=valid_from,
-            data=fields["data"].decode("utf-8"), held=bool(hold_reason), hold_reason=hold_reason,
-            remote_addr=environ.get("REMOTE_ADDR", ""))
-        try:
-            self.spool.enqueue(update)
-        except OSError as err:
-            self.log.error("spool: cannot spool update %s from %s: %s", uid, station.station_id, err)
-            raise CodedError(codes.UNAVAILABLE, "the spool is unavailable: the update was not "
-                                                "accepted; post it again later") from None
-        self.log.info("update %s (%s) from station %s spooled%s, valid_from %s", uid, kind,
-                      station.station_id, " to be held" if hold_reason else "",
-                      dates.format_micros(valid_from))
-        if hold_reason:
-            return self._answer(codes.HELD, f"accepted but held for review: update {uid}; "
-                                            f"{hold_reason}; an operator decides with "
-                                            f"fplane-admin release / reject {uid}",
-                                plan, kind, f"update {uid}: held for review", uid)
-        return self._answer(codes.OK, f"OK: accepted as update {uid}; the writer commits it "
-                                      f"shortly (GET /updates/{uid} tells when)",
-                            plan, kind, f"update {uid}: spooled", uid)
+            data=fields["data"].decode("utf-8"), held=bool(plan.hold_reason),
+            hold_reason=plan.hold_reason, remote_addr=environ.get("REMOTE_ADDR", "")))
+        return self._accepted(uid, plan, kind)
+
+    def _posted_fields(self, environ) -> dict[str, bytes]:
+        """The four fields of the posted form (FIELDS), as bytes; 212 for a body over
+        [Server] max_body (and read_body's other refusals), 202 for a field missing, empty
+        or given twice."""
+        body = read_body(environ, self.config.max_body)
+        return _required_fields(parse_form(environ.get("CONTENT_TYPE", ""), body))
 
     def _authenticated(self, station_id: str, password: str, role: str, address: str):
         """The station, unless it or the address is locked out for guessing (213, before
@@ -158,6 +126,66 @@ class UpdateReceiver:
         except UpdateError as err:
             raise CodedError(err.code, err.message, err.problems) from None
         return decoded, payload, dates.to_micros(valid_from)
+
+    def _plan(self, store: Store, kind: str, payload, valid_from: int):
+        """What the update would do to the store, judged on one state of it (a snapshot)."""
+        with store.snapshot():
+            if kind == "config":
+                return plan_configuration(store, payload, valid_from, self.config.static_rows)
+            return plan_positions(store, payload, valid_from)
+
+    def _dry_run(self, plan, kind: str, station_id: str) -> Response:
+        """101, saying whether the update would change nothing or be held."""
+        note = ""
+        if plan.unchanged:
+            note = " (it would change nothing)"
+        elif plan.hold_reason:
+            note = f" (it would be held for review: {plan.hold_reason})"
+        return self._answer(codes.DRY_RUN, f"dry run OK, nothing stored{note}", plan, kind,
+                            f"dry run by station {station_id}: nothing stored")
+
+    def _received_before(self, uid: str, earlier: Whereabouts, plan, kind: str) -> Response:
+        """The answer to update ``uid`` posted again: by what became of it (_repeat_code)."""
+        code = _repeat_code(earlier.state, plan.hold_reason)
+        return self._answer(code, f"{codes.CODES[code].message}: update {uid} was already "
+                                  f"received ({earlier.state}{_reason(earlier)}); "
+                                  f"not spooled again",
+                            plan, kind, f"update {uid}: {earlier.state}", uid)
+
+    def _no_change(self, plan, kind: str) -> Response:
+        """102: the store already says this at the update's valid_from."""
+        same = (f"version {plan.previous.id}" if kind == "config"
+                else f"position set {plan.current.id}" if plan.current is not None
+                else "no position set (every seat nominal)")
+        return self._answer(codes.NO_CHANGE, f"no change, nothing new committed: {same}, "
+                                             f"valid at {dates.format_micros(plan.valid_from)}, "
+                                             f"already says this", plan, kind,
+                            "no change: nothing spooled")
+
+    def _spool(self, update: SpooledUpdate) -> None:
+        """``update`` durably in the spool (wsgi.spool), and logged; 401 when the spool
+        cannot take it, so that the station posts it again."""
+        try:
+            self.spool.enqueue(update)
+        except OSError as err:
+            self.log.error("spool: cannot spool update %s from %s: %s", update.update_id,
+                           update.station, err)
+            raise CodedError(codes.UNAVAILABLE, "the spool is unavailable: the update was not "
+                                                "accepted; post it again later") from None
+        self.log.info("update %s (%s) from station %s spooled%s, valid_from %s", update.update_id,
+                      update.kind, update.station, " to be held" if update.held else "",
+                      dates.format_micros(update.valid_from))
+
+    def _accepted(self, uid: str, plan, kind: str) -> Response:
+        """The answer to an update just spooled: 103 when it is to be held, else 100."""
+        if plan.hold_reason:
+            return self._answer(codes.HELD, f"accepted but held for review: update {uid}; "
+                                            f"{plan.hold_reason}; an operator decides with "
+                                            f"fplane-admin release / reject {uid}",
+                                plan, kind, f"update {uid}: held for review", uid)
+        return self._answer(codes.OK, f"OK: accepted as update {uid}; the writer commits it "
+                                      f"shortly (GET /updates/{uid} tells when)",
+                            plan, kind, f"update {uid}: spooled", uid)
 
     def _answer(self, code: int, message: str, plan, kind: str, summary: str,
                 uid: str | None = None) -> Response:
