@@ -355,32 +355,6 @@ def process_tree_cpu(root_pid: int) -> dict[str, float]:
     return out
 
 
-def writer_pid(root_pid: int) -> int:
-    """The attached fplane-writer's pid. Only this server's: on a shared machine other
-    services run writers of their own."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                argv = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
-                if (any(os.path.basename(arg) == b"fplane-writer" for arg in argv)
-                        and root_pid in _ancestors(int(entry))):
-                    found.append(int(entry))
-            except OSError:
-                continue   # ended meanwhile
-    assert len(found) == 1, found
-    return found[0]
-
-
-def _ancestors(pid: int) -> set[int]:
-    out = set()
-    while pid > 1:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        pid = int(stat[stat.rindex(")") + 2:].split()[1])
-        out.add(pid)
-    return out
-
-
 def worker_pids(root_pid: int) -> set[int]:
     pids = set()
     for entry in os.listdir("/proc"):
