@@ -52,7 +52,6 @@ import platform
 import re
 import resource
 import shutil
-import signal
 import socket
 import sqlite3
 import statistics
