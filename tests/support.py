@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import webtest
 
+from tests import processes
 from wsgi import fplane
 from wsgi.app import application
 from writer import admin
@@ -101,20 +102,8 @@ def uwsgi_binary() -> str:
 def uwsgi_workers(master: int) -> dict[int, int]:
     """uWSGI worker number -> pid of the web workers of ``master`` (not its routers, not
     the attached writer), found by their process titles (auto-procname in the ini)."""
-    found = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                parent = int(f.read().rsplit(")", 1)[1].split()[1])
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                title = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
-        except OSError:
-            continue   # gone meanwhile
-        if parent == master and "uWSGI worker" in title:
-            found[int(title.rsplit(" ", 1)[1])] = int(entry)
-    return found
+    return {int(p.cmdline.rsplit(" ", 1)[1]): p.pid
+            for p in processes.children(master) if "uWSGI worker" in p.cmdline}
 
 
 def free_port() -> int:

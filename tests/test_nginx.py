@@ -30,6 +30,7 @@ from pathlib import Path
 
 import pytest
 
+from tests import processes
 from tests.fplane_samples import make_rows, status_from_rows, swap_ifus
 from tests.support import (REPO, add_station, free_port, import_rows, init_store, required_programs,
                            uwsgi_binary, write_config)
@@ -353,13 +354,6 @@ def test_the_script_handed_out_through_the_front_points_at_the_front(front, tmp_
     assert front.get("/get_fplane.sh", plain=True).text.count(f"served_from='{front.http}'") == 1
 
 
-def _children(pid: int) -> list[int]:
-    try:
-        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except FileNotFoundError:
-        return []
-
-
 def test_make_run_cached_serves_through_nginx_and_ctrl_c_stops_both(tmp_path):
     """examples/run_cached.py as `make run-cached` runs it, interrupted as a terminal's Ctrl-C
     does (SIGINT to the foreground process group)."""
@@ -395,8 +389,7 @@ def test_make_run_cached_serves_through_nginx_and_ctrl_c_stops_both(tmp_path):
         assert f"https://127.0.0.1:{https_port}/" in output.read_text()
 
         # uWSGI dies: nginx goes on serving what it has, and says so
-        masters = [p for p in _children(process.pid)
-                   if b"uWSGI master" in Path(f"/proc/{p}/cmdline").read_bytes()]
+        masters = [p.pid for p in processes.children(process.pid) if "uWSGI master" in p.cmdline]
         assert len(masters) == 1
         os.kill(masters[0], signal.SIGKILL)
         poll(lambda: Reply(0, {}, output.read_bytes()), lambda r: b"uWSGI exited" in r.body,
@@ -407,11 +400,11 @@ def test_make_run_cached_serves_through_nginx_and_ctrl_c_stops_both(tmp_path):
             urllib.request.urlopen(f"http://127.0.0.1:{http_port}/fplane/20180708", timeout=5)
         assert (down.value.code, down.value.headers["X-FPlane-Code"]) == (503, "401")
 
-        children = _children(process.pid)
+        children = [p.pid for p in processes.children(process.pid)]
         os.killpg(process.pid, signal.SIGINT)
         assert process.wait(timeout=30) == 0, output.read_text()
         for child in children:
-            assert not Path(f"/proc/{child}").exists() or b"zombie" in Path(f"/proc/{child}/status").read_bytes()
+            assert not processes.alive(child)
         with pytest.raises(OSError):
             socket.create_connection(("127.0.0.1", http_port), timeout=2).close()
         # nor is the writer that the killed uWSGI could not stop left running: its lock is free

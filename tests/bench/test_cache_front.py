@@ -35,6 +35,7 @@ from pathlib import Path
 
 import pytest
 
+from tests import processes
 from tests.bench import harness
 from tests.bench.harness import BENCH_DIR, Server, run_wrk, server_env, summary
 from tests.fplane_samples import make_rows, swap_ifus
@@ -132,9 +133,9 @@ def test_cache_against_static_file_and_direct(front):
     cache_reached_app = 0   # lines the app logged while the cache alone was under load
     for i in range(ROUNDS + 1):
         for name in (order if i % 2 == 0 else order[::-1]):
-            before, cpu_before = _app_lines(front["log"]), _workers_cpu(front["nginx"], b"nginx: worker")
+            before, cpu_before = _app_lines(front["log"]), _workers_cpu(front["nginx"], "nginx: worker")
             figures = run_wrk(urls[name], **WRK)
-            figures["nginx_cpu_us"] = (_workers_cpu(front["nginx"], b"nginx: worker") - cpu_before) \
+            figures["nginx_cpu_us"] = (_workers_cpu(front["nginx"], "nginx: worker") - cpu_before) \
                 / figures["requests"] * 1e6
             if name == "cache":
                 cache_reached_app += _app_lines(front["log"]) - before
@@ -187,9 +188,9 @@ def test_a_revalidation_costs_the_app_less_than_a_full_answer(front):
     per_request = {name: [] for name in kinds}
     for i in range(ROUNDS + 1):
         for name, spec in (kinds.items() if i % 2 == 0 else reversed(kinds.items())):
-            before = _workers_cpu(app.process.pid, b"uWSGI worker")
+            before = _workers_cpu(app.process.pid, "uWSGI worker")
             figures = run_wrk(url, threads=1, connections=4, seconds=CPU_SECONDS, **spec)
-            spent = _workers_cpu(app.process.pid, b"uWSGI worker") - before
+            spent = _workers_cpu(app.process.pid, "uWSGI worker") - before
             if i:
                 per_request[name].append(spent / figures["requests"] * 1e6)
     RESULTS["app_cpu_us_per_request"] = {name: summary(v) for name, v in per_request.items()}
@@ -229,27 +230,11 @@ def _combined(script: Path) -> Path:
     return harness.combined_script(directory, script)
 
 
-def _workers_cpu(master: int, name: bytes) -> float:
+def _workers_cpu(master: int, name: str) -> float:
     """CPU seconds of the master's children whose command line holds ``name``: the uWSGI
     workers (the app runs there only: not the HTTP router's, nor the master's; the server
     recycles none, see the fixture, so none is missed), or nginx's workers."""
-    tick = os.sysconf("SC_CLK_TCK")
-    total = 0
-    for child in Path(f"/proc/{master}/task/{master}/children").read_text().split():
-        try:
-            cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
-            if name in cmdline:
-                fields = _stat(int(child))
-                total += fields[13] + fields[14]   # utime + stime
-        except (FileNotFoundError, ProcessLookupError):
-            pass
-    return total / tick
-
-
-def _stat(pid: int) -> list[int]:
-    text = Path(f"/proc/{pid}/stat").read_text()
-    after_name = text.rsplit(")", 1)[1].split()
-    return [0, 0] + [int(x) if x.lstrip("-").isdigit() else 0 for x in after_name]
+    return sum(p.cpu_seconds for p in processes.children(master) if name in p.cmdline)
 
 
 def _spread(s: dict, digits: int = 3) -> str:

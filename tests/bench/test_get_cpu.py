@@ -22,10 +22,10 @@ import platform
 import statistics
 from contextlib import ExitStack
 from datetime import datetime, timezone
-from pathlib import Path
 
 import pytest
 
+from tests import processes
 from tests.bench import harness
 from tests.bench.harness import (RANDOM_INSTANTS_LUA, UWSGI_INI, Server, check_server_log,
                                  combined_script, run_wrk, server_env, trivial_server)
@@ -40,30 +40,15 @@ URL = "/fplane/20180715?actual_pos=0&full_fplane=1"
 WRK = dict(threads=1, connections=16, seconds=3)
 ROUNDS = 7
 ARTIFACT = REPO / "tests" / "artifacts" / "bench_get_cpu.json"
-TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def worker_cpu_seconds(master_pid: int) -> float:
     """User + system CPU of the uWSGI workers so far: the live workers' (children of the
     master named "worker") and the recycled ones' (max-requests), which the master has
     reaped into its children's times."""
-    def stat_fields(pid) -> list[str]:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        return stat[stat.rindex(")") + 2:].split()
-
-    master = stat_fields(master_pid)
-    total = int(master[13]) + int(master[14])   # cutime, cstime: children waited for
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            fields = stat_fields(entry)
-            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
-        except OSError:
-            continue
-        if int(fields[1]) == master_pid and b"worker" in cmdline:
-            total += int(fields[11]) + int(fields[12])   # utime, stime
-    return total / TICKS
+    procs = processes.snapshot()
+    return procs[master_pid].children_cpu_seconds + sum(
+        p.cpu_seconds for p in processes.children(master_pid, procs) if "worker" in p.cmdline)
 
 
 def cpu_per_request(server: Server, script=None, script_args=()) -> float:

@@ -44,6 +44,7 @@ from urllib.parse import urlencode
 
 import pytest
 
+from tests import processes
 from tests.bench import harness
 from tests.bench.test_update_path import process_tree_cpu
 from tests.fplane_samples import make_rows, status_from_rows
@@ -103,12 +104,9 @@ def workers_rss(master: int) -> dict[str, dict]:
     """'worker N' -> {pid, rss_kib} of uWSGI's web workers."""
     out = {}
     for number, pid in uwsgi_workers(master).items():
-        try:
-            with open(f"/proc/{pid}/status") as f:
-                rss = next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
-        except (OSError, StopIteration):
-            continue   # recycled meanwhile
-        out[f"worker {number}"] = {"pid": pid, "rss_kib": rss}
+        rss = processes.rss_kib(pid)
+        if rss is not None:   # else recycled meanwhile
+            out[f"worker {number}"] = {"pid": pid, "rss_kib": rss}
     return out
 
 

@@ -52,7 +52,6 @@ import platform
 import re
 import resource
 import shutil
-import signal
 import socket
 import sqlite3
 import statistics
@@ -67,12 +66,13 @@ from pathlib import Path
 
 import pytest
 
+from tests import processes
 from tests.bench import harness
 from wsgi.stations import StationList, verify_password
 from tests.bench.harness import UWSGI_INI, Server, check_server_log, server_env, trivial_server
 from tests.fplane_samples import make_rows, status_from_rows
 from tests.results import machine_info, record
-from tests.support import REPO, add_station, import_rows, init_store, write_config
+from tests.support import REPO, add_station, import_rows, init_store, uwsgi_workers, write_config
 from wsgi import dates
 from wsgi.spool import Spool, SpooledUpdate, update_id
 
@@ -322,77 +322,15 @@ def _machine_ticks() -> tuple[int, int]:
 
 def process_tree_cpu(root_pid: int) -> dict[str, float]:
     """CPU seconds (user + system) of ``root_pid`` and its descendants, by role."""
-    tick = os.sysconf("SC_CLK_TCK")
-    parents, stats = {}, {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            text = Path(f"/proc/{entry}/stat").read_text()
-            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode(
-                errors="replace").strip()
-        except OSError:
-            continue
-        rest = text[text.rindex(")") + 2:].split()
-        parents[int(entry)] = int(rest[1])
-        stats[int(entry)] = ((int(rest[11]) + int(rest[12])) / tick, cmdline)
-    tree, frontier = {root_pid}, [root_pid]
-    while frontier:
-        pid = frontier.pop()
-        for child, parent in parents.items():
-            if parent == pid and child not in tree:
-                tree.add(child)
-                frontier.append(child)
+    procs = processes.snapshot()
+    tree = ([procs[root_pid]] if root_pid in procs else []) + processes.descendants(root_pid, procs)
     out: dict[str, float] = {}
-    for pid in tree:
-        if pid not in stats:
-            continue
-        seconds, cmdline = stats[pid]
-        role = ("writer" if "fplane-writer" in cmdline else
-                "worker" if "worker" in cmdline else
-                "router" if "http" in cmdline else "master")
-        out[role] = out.get(role, 0.0) + seconds
+    for proc in tree:
+        role = ("writer" if "fplane-writer" in proc.cmdline else
+                "worker" if "worker" in proc.cmdline else
+                "router" if "http" in proc.cmdline else "master")
+        out[role] = out.get(role, 0.0) + proc.cpu_seconds
     return out
-
-
-def writer_pid(root_pid: int) -> int:
-    """The attached fplane-writer's pid. Only this server's: on a shared machine other
-    services run writers of their own."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                argv = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
-                if (any(os.path.basename(arg) == b"fplane-writer" for arg in argv)
-                        and root_pid in _ancestors(int(entry))):
-                    found.append(int(entry))
-            except OSError:
-                continue   # ended meanwhile
-    assert len(found) == 1, found
-    return found[0]
-
-
-def _ancestors(pid: int) -> set[int]:
-    out = set()
-    while pid > 1:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        pid = int(stat[stat.rindex(")") + 2:].split()[1])
-        out.add(pid)
-    return out
-
-
-def worker_pids(root_pid: int) -> set[int]:
-    pids = set()
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
-                cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
-            except OSError:
-                continue
-            if int(stat[stat.rindex(")") + 2:].split()[1]) == root_pid and b"worker" in cmdline:
-                pids.add(int(entry))
-    return pids
 
 
 # The request log line: the post's duration in the app and the pid of the worker that answered.
@@ -453,7 +391,7 @@ def test_post_accept_latency(workdir):
     server = Server("fplane", UWSGI_INI, workdir, server_env(config))
     try:
         server.start()
-        workers = worker_pids(server.process.pid)
+        workers = set(uwsgi_workers(server.process.pid).values())
         assert len(workers) == 4, workers
 
         # Warm-up: rounds of concurrent posts until every worker has posted once.

@@ -20,6 +20,7 @@ import urllib.parse
 from datetime import datetime, timezone
 from pathlib import Path
 
+from tests import processes
 from tests.fplane_samples import make_rows, numbered_update_data
 from tests.support import REPO, free_port, uwsgi_binary, wait_for, write_config
 from wsgi.config import load_config
@@ -226,36 +227,20 @@ class Service:
         self.stop()
 
     def _children(self) -> list[tuple[int, str]]:
-        """(pid, command line) of uWSGI's master's descendants (the writer has a session
-        of its own, so they are found by parent, not by session)."""
+        """(pid, command line) of uWSGI's master's descendants."""
         if self.process is None:
             return []
-        parents, cmdlines = {}, {}
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit():
-                continue
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
-                cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
-            except OSError:
-                continue
-            parents[int(entry)] = int(stat.rsplit(")", 1)[1].split()[1])
-            cmdlines[int(entry)] = cmdline.replace(b"\0", b" ").decode("utf-8", "replace")
-        found, frontier = [], {self.process.pid}
-        while frontier:
-            frontier = {pid for pid, parent in parents.items() if parent in frontier}
-            found += [(pid, cmdlines[pid]) for pid in frontier]
-        return found
+        return [(p.pid, p.cmdline) for p in processes.descendants(self.process.pid)]
 
     def writer_pid(self) -> int | None:
         pids = [pid for pid, cmd in self._children()
                 if "fplane-writer" in cmd and cmd.split()[0] not in ("/bin/sh", "sh", "nice")
-                and _is_running(pid)]
+                and processes.alive(pid)]
         return pids[0] if pids else None
 
     def worker_pids(self) -> list[int]:
         return [pid for pid, cmd in self._children()
-                if "uWSGI worker" in cmd and _is_running(pid)]
+                if "uWSGI worker" in cmd and processes.alive(pid)]
 
     def writer_respawns(self) -> int:
         """How often uWSGI has started the writer again after it died (its log says so)."""
@@ -312,15 +297,6 @@ class Service:
     @staticmethod
     def wait_for(condition, timeout: float, what: str):
         return wait_for(condition, timeout, what, poll=0.05, error=DrillFailure)
-
-
-def _is_running(pid: int) -> bool:
-    """Alive and not a zombie."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state != "Z"
 
 
 def check_outcome(posts, answers: dict, commits: dict[str, int]) -> dict:
