@@ -388,7 +388,11 @@ def test_make_run_cached_serves_through_nginx_and_ctrl_c_stops_both(tmp_path):
             assert answer.headers["X-Cache-Status"] == "HIT"
         assert f"https://127.0.0.1:{https_port}/" in output.read_text()
 
-        # uWSGI dies: nginx goes on serving what it has, and says so
+        # uWSGI dies: nginx goes on serving what it has, and says so. Its writer is up first
+        # (it has written its pid into its lock), so that its fate below is a real question.
+        lock_file = tmp_path / "data" / "writer.lock"
+        poll(lambda: Reply(0, {}, lock_file.read_bytes() if lock_file.exists() else b""),
+             lambda r: r.body.strip().isdigit(), time.monotonic() + 30, "the writer's lock")
         masters = [p.pid for p in processes.children(process.pid) if "uWSGI master" in p.cmdline]
         assert len(masters) == 1
         os.kill(masters[0], signal.SIGKILL)
@@ -408,7 +412,7 @@ def test_make_run_cached_serves_through_nginx_and_ctrl_c_stops_both(tmp_path):
         with pytest.raises(OSError):
             socket.create_connection(("127.0.0.1", http_port), timeout=2).close()
         # nor is the writer that the killed uWSGI could not stop left running: its lock is free
-        lock = os.open(tmp_path / "data" / "writer.lock", os.O_RDWR)
+        lock = os.open(lock_file, os.O_RDWR)
         try:
             deadline = time.monotonic() + 20
             while True:
