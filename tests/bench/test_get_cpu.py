@@ -101,7 +101,7 @@ def test_cached_get_costs_at_most_one_and_a_half_trivial_requests(tmp_path):
     results = {
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
-        "command": "make bench PYTEST_ARGS='tests/bench/test_get_cpu.py'",
+        "command": "make bench PYTEST_ARGS='-k get_cpu'",
         "wrk": {**WRK, "rounds": ROUNDS}, "url": URL, "body_bytes": len(body),
         "cpu_us_per_request": {name: {"median": round(medians[name], 1),
                                       "values": [round(v, 1) for v in values]}

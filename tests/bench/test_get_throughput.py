@@ -303,7 +303,7 @@ def _record(results: dict):
         add("A/A noise: trivial / trivial", results["a_a_trivial"])
     w = results.get("wrk", {})
     return record("bench: GET throughput", machine_info(),
-                  "make bench PYTEST_ARGS=tests/bench/test_get_throughput.py", figures,
+                  "make bench PYTEST_ARGS='-k get_throughput'", figures,
                   f"every ratio >= {TARGET:.2f} (wrk -t{w.get('threads')} -c{w.get('connections')} "
                   f"-d{w.get('seconds')}s, {w.get('rounds')} A/B rounds)",
                   bool(ratios) and min(ratios) >= TARGET)

@@ -646,14 +646,14 @@ def _record(results: dict) -> None:
                    "A/A: p99 ms of the same run repeated": post.get("repeat", {}).get("p99_ms"),
                    "trivial app p99 ms, same client": post.get("trivial_baseline", {}).get("p99_ms")}
         record("bench: POST at the station's pace", machine_info(),
-               "make bench PYTEST_ARGS='tests/bench/test_update_path.py -k post_accept_latency'",
+               "make bench PYTEST_ARGS='-k post_accept_latency'",
                {k: v for k, v in figures.items() if v is not None},
                f"p99 < {P99_TARGET_MS:.0f} ms at {OFFERED_RATE:g} posts/s offered, the writer "
                f"committing alongside", bool(post.get("met")))
     drain = results.get("drain", {})
     if "wall_s" in drain:
         record("bench: writer drain", machine_info(),
-               "make bench PYTEST_ARGS='tests/bench/test_update_path.py -k writer_drain_rate'",
+               "make bench PYTEST_ARGS='-k writer_drain_rate'",
                {"backlog": BACKLOG, "wall s (fplane-writer --once)": drain["wall_s"],
                 "updates/s": drain["updates_per_s_wall"],
                 "writer CPU ms/update": drain["writer_cpu_ms_per_update"]},
