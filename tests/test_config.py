@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from wsgi.config import SHIPPED_STATIC_ROWS, STORE_FILENAME, ConfigError, load_config
-from wsgi.fplane import REFERENCE_ROW, Row
+from wsgi.fplane import Row
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -33,7 +33,6 @@ from tests.fplane_samples import (
     short_text,
     strict_fplane_parse,
 )
-from wsgi import fplane
 from wsgi.fplane import (
     ALWAYS_EMPTY_SLOTS,
     COLUMN_HEADER,

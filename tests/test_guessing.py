@@ -6,7 +6,6 @@ then the real service: examples/uwsgi.ini (4 workers) on a free port, clients on
 loopback addresses (127.0.0.2, .3, ...), every worker killed in the middle."""
 
 import http.client
-import json
 import logging
 import os
 import signal

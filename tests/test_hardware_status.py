@@ -489,10 +489,10 @@ def test_a_status_as_a_tcs_writes_it_may_repeat_000():
     listed empty (all 000): 000 may repeat."""
     rows = make_rows(active={s: (i + 1, i + 101, i + 201) for i, s in enumerate(VIRUS_SLOTS)})
     status = status_from_rows(rows)
-    for entry in status["spectrographs"][:2]:
-        entry["specid"] = "000"
-    for entry in status["spectrographs"][2:4]:
-        entry.update(specid="000", specslot="000", ifuid="000")
+    for seat in status["spectrographs"][:2]:
+        seat["specid"] = "000"
+    for seat in status["spectrographs"][2:4]:
+        seat.update(specid="000", specslot="000", ifuid="000")
     assert len(parse_status(status, UTC).entries) == len(VIRUS_SLOTS)
 
 

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from tests.fplane_samples import LRS2_ROWS, SPECIAL_ROWS, make_rows
 from wsgi import codes
 from wsgi.forms import MULTIPART, URLENCODED, parse_form, read_body
-from wsgi.fplane import (REFERENCE_ROW, VIRUS_SLOTS, Row, canonical_order, nominal_position,
+from wsgi.fplane import (REFERENCE_ROW, VIRUS_SLOTS, canonical_order, nominal_position,
                          parse_fplane, render_fplane)
 from wsgi.responses import CodedError
 from wsgi.hardware_status import build_configuration, parse_status

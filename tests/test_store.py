@@ -12,7 +12,6 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from tests.fplane_samples import SPECIAL_ROWS, make_rows, measured_positions
-from wsgi import fplane
 from wsgi.fplane import VIRUS_SLOTS, Row
 from wsgi import store as store_module
 from wsgi.store import (SCHEMA_VERSION, Store, StoreUnavailable, UpdateAlreadyRecorded, UpdateRecord,

@@ -92,18 +92,6 @@ def test_etag_names_the_answer_not_the_instant_asked_for(app):
     assert app.get("/fplane/20180620").headers["ETag"] == app.get("/fplane/20180710").headers["ETag"]
 
 
-def test_a_later_version_closing_the_interval_changes_the_etag(tmp_path):
-    config = write_config(tmp_path)
-    init_store(config)
-    import_rows(config, FIRST, "20180601")
-    app = test_app(config)
-    open_answer = app.get("/fplane/20180707")
-    assert _interval(open_answer)[1] == "open"
-    import_rows(config, SECOND, "20180801")
-    closed = app.get("/fplane/20180707", headers={"If-None-Match": open_answer.headers["ETag"]}, status=200)
-    assert _interval(closed)[1] == "2018-08-01T05:00:00Z"
-
-
 def test_a_known_at_still_to_come_is_not_pinned(app):
     # What is recorded until 2100 is not known yet: the answer may still change.
     future = app.get("/fplane/20180620?actual_pos=1&known_at=2100-01-01")

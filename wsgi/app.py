@@ -19,7 +19,7 @@ import time
 from functools import partial
 from urllib.parse import parse_qs
 
-from webob import Request, Response
+from webob import Request
 
 from wsgi import codes, dates
 from wsgi.config import ConfigError, load_config

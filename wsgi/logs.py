@@ -11,26 +11,11 @@ per-record flush cost more than answering a cached GET.
 
 import logging
 import os
-import re
 import sys
 import time
 
 
 FORMAT = "%(asctime)s %(process)d %(levelname)s %(message)s"
-
-# What a client may send that would break or forge a log line, or play tricks on the
-# terminal that shows it: C0 controls (CR, LF, NUL, ESC ...), DEL, C1 controls (a
-# uWSGI environ holds undecoded bytes as Latin-1, so 0x9b, the one-byte CSI, can
-# arrive) and the Unicode line and paragraph separators.
-_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
-
-
-def printable(text: str) -> str:
-    """``text`` with every character that could break or forge a log line written as
-    a backslash escape (``\\n``, ``\\x1b``, ``\\u2028``): one request, one line."""
-    if _UNPRINTABLE.search(text) is None:
-        return text
-    return _UNPRINTABLE.sub(lambda found: repr(found.group())[1:-1], text)
 
 
 def printable(text: str) -> str:

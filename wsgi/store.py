@@ -28,7 +28,6 @@ from contextlib import contextmanager, suppress
 from dataclasses import astuple, dataclass, replace
 from pathlib import Path
 
-from wsgi import fplane
 from wsgi.fplane import VIRUS_SLOTS, Row
 from wsgi.walwatch import HEADER_BYTES, release, wal_index
 

@@ -60,7 +60,7 @@ def drill(workdir, outcome, small: bool = False) -> None:
     outcome.check(not forged, f"a bad file forged a log line: {forged[:2]}")
     commits = service.commits_by_update()
     outcome.check(outside_id not in commits, "the update a symlink pointed at was committed")
-    verdict = judge_posts(outcome, posts, answers, commits)
+    judge_posts(outcome, posts, answers, commits)
     counts = service.spool_counts()
     figures["failed_files_with_reasons"] = counts["failed"]
     outcome.check(counts["new"] + counts["cur"] == 0, f"left queued: {counts}")

@@ -83,7 +83,7 @@ def drill(workdir, outcome, small: bool = False) -> None:
         figures["stale_tmp_files_removed_by_writer"] = len(left)
 
     commits = service.commits_by_update()
-    verdict = judge_posts(outcome, posts, answers, commits)
+    judge_posts(outcome, posts, answers, commits)
     outcome.check(figures["uncoded_answers"] == 0,
                   f"{figures['uncoded_answers']} answers without X-FPlane-Code")
     counts = service.spool_counts()

@@ -120,7 +120,7 @@ def drill(workdir, outcome, small: bool = False) -> None:
     # 5. the verdict, with the service stopped (nothing moves any more)
     commits = service.commits_by_update()
     all_posts = posts + [held, refused]
-    verdict = judge_posts(outcome, all_posts, answers, commits)
+    judge_posts(outcome, all_posts, answers, commits)
     outcome.check(commits.get(refused.update_id) == 1, "the retried update was not committed once")
     verify = service.admin("verify")
     figures["verify_exit_status"] = verify.returncode
