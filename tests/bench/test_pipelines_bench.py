@@ -10,7 +10,7 @@ Measured side by side in this run: the reference is what a pipeline without the 
 does, one GET per instant (timed over REFERENCE_SAMPLE instants and given per instant); the
 A/A noise is the same warm-cache batch run twice. Every figure is wall time and the CPU
 time of the client process(es) (getrusage of the children). Figures go to
-tests/artifacts/bench_pipelines.json (tests/bench/RESULTS.md has no writer yet).
+tests/artifacts/bench_pipelines.json and tests/bench/RESULTS.md.
 """
 
 import json
@@ -27,6 +27,7 @@ import pytest
 
 from tests.bench import harness
 from tests.bench.store_builder import BENCH_SPAN_HOURS, BENCH_START, build_store
+from tests.results import machine_info, record
 from tests.support import REPO, run_admin, write_config
 
 VERSIONS = 20
@@ -36,6 +37,7 @@ REFERENCE_SAMPLE = 500
 TARGET_S = 10.0
 ARTIFACT = REPO / "tests" / "artifacts" / "bench_pipelines.json"
 GET_FPLANE = [sys.executable, "-m", "wsgi.client"]
+COMMAND = "make bench PYTEST_ARGS='-k pipelines'"
 
 RESULTS: dict = {}
 
@@ -151,8 +153,25 @@ def test_batch_against_the_server_then_its_cache_then_a_snapshot(site):
             "client_cpu_us_per_instant": round(reference["cpu_s_per_instant"] * 1e6, 1),
             "extrapolated_wall_s_for_batch": round(reference["wall_s_per_instant"] * INSTANTS, 1)},
     }
-    assert cold["exit"] == [0] and all(w["exit"] == [0] for w in warm) and offline["exit"] == [0], \
-        (cold["stderr"], offline["stderr"])
+    ran = cold["exit"] == [0] and all(w["exit"] == [0] for w in warm) and offline["exit"] == [0]
+    record(f"bench: pipelines, a batch of {INSTANTS:,} instants", machine_info(), COMMAND, {
+        "versions in the store / touched": f"{VERSIONS} / {touched}",
+        "cold: full downloads": downloads,
+        "cold: wall s": cold["wall_s"],
+        "cold: client CPU µs per instant": round(cold["cpu_s"] / INSTANTS * 1e6, 2),
+        "warm (run twice): full downloads": [w["full_downloads"] for w in warm],
+        "warm: wall s": [w["wall_s"] for w in warm],
+        "A/A noise (the two warm runs), wall": RESULTS["batch"]["aa_noise_wall"],
+        "snapshot, no server: wall s": offline["wall_s"],
+        "snapshot: answers and files identical to the server's": same_answers and same_files,
+        "reference, one GET per instant: wall ms per instant": round(reference["wall_s_per_instant"] * 1e3, 3),
+        "reference extrapolated to the batch: wall s": round(reference["wall_s_per_instant"] * INSTANTS, 1),
+    }, f"at most versions touched + 1 full downloads and < {TARGET_S:g} s; a second run none; "
+       f"from a snapshot < {TARGET_S:g} s with the server's answers",
+        ran and downloads <= touched + 1 and cold["wall_s"] < TARGET_S
+        and all(w["full_downloads"] == 0 for w in warm) and offline["wall_s"] < TARGET_S
+        and same_answers and same_files)
+    assert ran, (cold["stderr"], offline["stderr"])
     assert downloads <= touched + 1
     assert cold["wall_s"] < TARGET_S
     assert all(w["full_downloads"] == 0 for w in warm)
@@ -179,7 +198,20 @@ def test_sixteen_batch_clients_at_once(site, shared):
                    non_ok=sum(" 100 200 " not in line and " 100 304 " not in line for line in requests))
     figures.pop("stderr")
     RESULTS[f"clients_{CLIENTS}_{'shared_cache' if shared else 'own_caches'}"] = figures
+    agree = all([r[1:3] for r in t] == [r[1:3] for r in tables[0]] for t in tables)
+    record(f"bench: pipelines, {CLIENTS} batch clients at once, "
+           f"{'one shared cache' if shared else 'a cache each'}", machine_info(), COMMAND, {
+        "clients": CLIENTS, "instants each": INSTANTS,
+        "wall s": figures["wall_s"], "clients' CPU s": figures["cpu_s"],
+        "errors (exit status not 0, answers not 100)":
+            sum(e != 0 for e in figures["exit"]) + figures["non_ok"],
+        "every client's table the same": agree,
+        "requests the app logged": len(requests), "distinct answers": distinct,
+        "requests per distinct answer": figures["requests_per_distinct_answer"],
+    }, "no errors; each client asks each distinct answer at most once",
+        figures["exit"] == [0] * CLIENTS and figures["non_ok"] == 0 and agree
+        and len(requests) <= CLIENTS * distinct)
     assert figures["exit"] == [0] * CLIENTS and figures["non_ok"] == 0
-    assert all([r[1:3] for r in t] == [r[1:3] for r in tables[0]] for t in tables)
+    assert agree
     # each client asks each distinct answer at most once (a shared cache saves some of it)
     assert len(requests) <= CLIENTS * distinct
