@@ -213,6 +213,9 @@ Ctrl-C stops nginx and uWSGI.
         return subprocess.Popen(uwsgi_command(uwsgi, f"127.0.0.1:{args.uwsgi_port}"), cwd=REPO,
                                 env=uwsgi_env(args.config, args.direct_port))
 
+    # Ctrl-C stops everything even when started from a shell that ignores SIGINT for its
+    # background jobs (Python then leaves it ignored); SIGTERM stops it the same way.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt))
     web = front = None
     try:
