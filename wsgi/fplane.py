@@ -219,8 +219,8 @@ def render_header(header_lines: Iterable[str]) -> str:
     """The comment lines that open a file, each ``# text`` and newline-terminated.
 
     ``render_header(h) + render_fplane(rows, (), full) == render_fplane(rows, h, full)``,
-    so the row part can be rendered once per version and cached while the header
-    (which names the instant asked for) changes per request.
+    so a file kept for its validity interval can be given the first header line of
+    another instant of that interval (wsgi/client.py restates what it kept).
     """
     if isinstance(header_lines, str):
         header_lines = header_lines.splitlines()
