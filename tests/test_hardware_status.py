@@ -48,7 +48,7 @@ from wsgi.hardware_status import (
     check_timestamp,
     deactivated_fraction,
     decode_update,
-    is_suspicious,
+    hold_reason,
     new_hardware,
     parse_status,
     positions_from_update,
@@ -579,16 +579,16 @@ def switch_off(rows, seats) -> tuple[Row, ...]:
 def test_switching_off_half_or_more_of_the_active_ifus_is_suspicious(n_off, fraction, suspicious):
     new = switch_off(ALL_ACTIVE, VIRUS_SLOTS[:n_off])
     assert deactivated_fraction(ALL_ACTIVE, new) == pytest.approx(fraction)
-    assert is_suspicious(ALL_ACTIVE, new) is suspicious
+    assert bool(hold_reason(ALL_ACTIVE, new)) is suspicious
 
 
 def test_suspicion_edge_cases():
     two = make_rows(active={21: (315, 218, 73), 22: (316, 247, 52)}, installed={})
-    assert is_suspicious(two, switch_off(two, {21})) is True       # 1 of 2 is half
-    assert is_suspicious(None, switch_off(ALL_ACTIVE, VIRUS_SLOTS)) is False
+    assert bool(hold_reason(two, switch_off(two, {21}))) is True       # 1 of 2 is half
+    assert bool(hold_reason(None, switch_off(ALL_ACTIVE, VIRUS_SLOTS))) is False
     nothing_active = make_rows(active={}, installed={})
     assert deactivated_fraction(nothing_active, nothing_active) == 0.0
-    assert is_suspicious(nothing_active, nothing_active) is False
+    assert bool(hold_reason(nothing_active, nothing_active)) is False
     # An IFU moved to another seat is still active.
     moved = make_rows(active={23: (315, 218, 73), 22: (316, 247, 52)}, installed={})
     assert deactivated_fraction(two, moved) == 0.0

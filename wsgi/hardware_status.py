@@ -17,7 +17,7 @@ The steps, in the contract's order of checks::
     status = parse_status(data["config"], site_tz)    # 209, every problem listed
     check_timestamp(status.timestamp, now, max_age, max_future)   # 210 / 211
     rows = build_configuration(status, previous_rows, static_rows)
-    is_suspicious(previous_rows, rows)                # 103: held for review
+    hold_reason(previous_rows, rows)                  # 103: held for review
     new_hardware(previous_rows, rows)                 # for the notification
 
 A status describes the 78 VIRUS seats only (the other six grid seats, LRS2 and the
@@ -55,7 +55,7 @@ __all__ = [
     "UpdateError", "SeatEntry", "HardwareStatus",
     "decode_update", "parse_status", "build_configuration", "carried_over_rows", "at_nominal",
     "check_timestamp",
-    "deactivated_fraction", "hold_reason", "is_suspicious", "new_hardware",
+    "deactivated_fraction", "hold_reason", "new_hardware",
     "positions_from_update", "PositionsUpdate", "merged_positions",
     "MAX_POSITION_OFFSET", "SUSPICIOUS_FRACTION", "MAX_PROBLEMS",
 ]
@@ -597,14 +597,10 @@ def deactivated_fraction(previous_rows: Iterable[Row] | None, new_rows: Iterable
     return len(before - after) / len(before)
 
 
-def is_suspicious(previous_rows: Iterable[Row] | None, new_rows: Iterable[Row]) -> bool:
-    """True when the update would switch off half or more of the active IFUs at
-    once (contract: held for review, code 103)."""
-    return bool(hold_reason(previous_rows, new_rows))
-
-
 def hold_reason(previous_rows: Iterable[Row] | None, new_rows: Iterable[Row]) -> str:
-    """Why the update must wait for review (is_suspicious), in words; "" when it need not."""
+    """Why the update must wait for review, in words; "" when it need not. The rule: an
+    update that would switch off half or more of the active IFUs at once is held
+    (contract: code 103)."""
     fraction = deactivated_fraction(previous_rows, new_rows)
     if fraction < SUSPICIOUS_FRACTION:
         return ""
