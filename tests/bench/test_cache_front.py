@@ -165,10 +165,9 @@ def test_cache_against_static_file_and_direct(front):
 
 
 @pytest.mark.xfail(strict=False, reason=(
-    "req/s medians of 0.57, 0.66, 0.84 and 0.75 in four runs on this shared 2-core machine (A/A "
-    "0.85-1.06); by nginx's CPU per request 0.70 in each (A/A 0.97-0.98): a HIT costs ~15 us against ~10.5 us "
-    "for the static file (cache lookup, stored upstream header read and parsed on every HIT; "
-    "the same 8 headers added to the static answer cost ~0.5 us only)"))
+    "a HIT costs nginx more than a static file: the cache lookup, and the stored upstream "
+    "headers read and parsed on every HIT; open_file_cache, which would save the open, can "
+    "serve a replaced cache file (a version before its revalidation); figures in RESULTS.md"))
 def test_cache_target_four_fifths_of_the_static_file():
     """The issue's target: req/s through the cache >= 0.8 x nginx serving the static file."""
     throughput = RESULTS.get("throughput")
