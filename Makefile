@@ -97,6 +97,8 @@ run: port-free $(RUN_INSTALLED) $(DEMO_READY)
 	@echo "post a status as the TCS does (the writer commits it within seconds):"
 	@echo "      $(VPY) examples/demo.py status | $(VENV)/bin/update_fplane --station demo-tcs \\"
 	@echo "        --password-file $(VAR)/demo-tcs.password --url http://127.0.0.1:$(PORT) -"
+	@echo "manage it (history, stations, held updates; README \"fplane-admin\"):"
+	@echo "      $(VENV)/bin/fplane-admin -c $(VAR)/config.ini history"
 	@echo "requests as they come (also in $(REQUEST_LOG)):"
 	@echo
 	@mkdir -p '$(VAR)/log' && touch '$(REQUEST_LOG)'

@@ -2,6 +2,7 @@
 in a temporary directory (VAR=...) on a free loopback port."""
 
 import os
+import shlex
 import signal
 import socket
 import subprocess
@@ -92,6 +93,12 @@ def test_run_shows_each_request_on_the_terminal_and_in_the_log_file(tmp_path):
             assert r.headers["X-FPlane-Code"] == "100"
 
         shown = terminal.wait_for("GET /fplane/20180715?full_fplane=0")
+
+        # The CLI command the banner shows works as shown, on the running service's store.
+        admin = terminal.wait_for("fplane-admin -c ")
+        listed = subprocess.run(shlex.split(admin), cwd=REPO, capture_output=True, text=True, timeout=60)
+        assert listed.returncode == 0, listed.stderr
+        assert listed.stdout.startswith("version  valid_from"), listed.stdout
 
         assert " 100 200 " in shown
         assert shown in (var / "log" / "fplaneserver.log").read_text().splitlines()
