@@ -1,11 +1,12 @@
 """Where the fplane app spends its time per GET, without uWSGI: cProfile of the WSGI callable.
 
-    .venv/bin/python -m tests.bench.profile_get [--top N] [--evict MIB]
+    .venv/bin/python -m tests.bench.profile_get [--top N] [--evict MIB] [--loglevel LEVEL]
 
 Uses the stores of the throughput benchmark (a fresh 10-version store in a temporary
 directory and the cached 100,000-version one, built when missing) and the deployment's
-log level (INFO, as config.ini.example), and reports for each kind of request:
-microseconds per request without the profiler, then the profile's top functions.
+log level (INFO, as config.ini.example; WARNING leaves the request lines out), and reports
+for each kind of request: microseconds per request without the profiler, then the
+profile's top functions.
   cached   /fplane/20180715?actual_pos=0&full_fplane=1 repeated (response-cache hits)
   random   a different random instant per request (response-cache misses)
 
@@ -98,6 +99,9 @@ def main(argv=None):
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--evict", type=int, default=0, metavar="MIB",
                         help="also time requests with MIB of cache evicted before each")
+    parser.add_argument("--loglevel", default="INFO",
+                        help="[General] loglevel: WARNING leaves out the request lines, to see "
+                             "what they cost")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -107,8 +111,10 @@ def main(argv=None):
         big = cached_store(100_000)
         (tmp / "s100k").mkdir()
         configs = {
-            "10": write_config(small_dir, General={"data_dir": str(small.path.parent)}),
-            "100k": write_config(tmp / "s100k", General={"data_dir": str(big.path.parent)}),
+            "10": write_config(small_dir, General={"data_dir": str(small.path.parent),
+                                                   "loglevel": args.loglevel}),
+            "100k": write_config(tmp / "s100k", General={"data_dir": str(big.path.parent),
+                                                        "loglevel": args.loglevel}),
         }
         for label, config in configs.items():
             load_service(str(config))
