@@ -94,16 +94,16 @@ def test_run_shows_each_request_on_the_terminal_and_in_the_log_file(tmp_path):
 
         shown = terminal.wait_for("GET /fplane/20180715?full_fplane=0")
 
+        assert " 100 200 " in shown
+        assert shown in (var / "log" / "fplaneserver.log").read_text().splitlines()
+        assert not [line for line in terminal.lines if any(b in line for b in UWSGI_BANNER)]
+        assert "Starting uWSGI" in (var / "log" / "uwsgi.log").read_text()
+
         # The CLI command the banner shows works as shown, on the running service's store.
         admin = terminal.wait_for("fplane-admin -c ")
         listed = subprocess.run(shlex.split(admin), cwd=REPO, capture_output=True, text=True, timeout=60)
         assert listed.returncode == 0, listed.stderr
         assert listed.stdout.startswith("version  valid_from"), listed.stdout
-
-        assert " 100 200 " in shown
-        assert shown in (var / "log" / "fplaneserver.log").read_text().splitlines()
-        assert not [line for line in terminal.lines if any(b in line for b in UWSGI_BANNER)]
-        assert "Starting uWSGI" in (var / "log" / "uwsgi.log").read_text()
     finally:
         os.killpg(process.pid, signal.SIGINT)     # Ctrl-C
         try:
