@@ -122,9 +122,6 @@ def test_cached_get_costs_at_most_one_and_a_half_trivial_requests(tmp_path):
             "A/A noise trivial B / A": round(noise, 3),
             "wrk": f"-t{WRK['threads']} -c{WRK['connections']} -d{WRK['seconds']}s, {ROUNDS} rounds"},
            results["target"], results["met"])
-    if ratio > TARGET:
-        # Known, and the issue stays blocked on it: about half of a cold cached GET is the
-        # request line the service logs for every request, most of the rest WebOb's
-        # conditional response, which the design keeps (README, "For developers").
+    if ratio > TARGET:   # known and explained in the README's "For developers"
         pytest.xfail(f"cached / trivial {ratio:.2f} > {TARGET} (A/A {noise:.2f}): the request "
                      f"log line and WebOb's conditional response; figures in RESULTS.md")
